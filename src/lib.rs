@@ -43,7 +43,9 @@ pub mod estimator;
 pub mod family;
 pub mod linalg;
 pub mod local_fit;
+pub mod engine;
 pub mod moments;
+pub mod report;
 
 pub use error::{Result, RoseError};
 pub use estimator::{Estimation, Estimator, EstimatorOptions};

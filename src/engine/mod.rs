@@ -1,0 +1,378 @@
+//! The DataFusion engine: registers a Parquet directory, runs the two rounds of per-machine
+//! aggregates, and feeds the coordinator.
+
+pub mod discover;
+pub mod udaf;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, RecordBatch, StructArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::cast::as_string_array;
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
+use datafusion::functions::core::expr_fn::input_file_name;
+use datafusion::logical_expr::AggregateUDF;
+use datafusion::prelude::{Expr, SessionConfig, SessionContext, cast, ident, lit};
+
+use crate::error::{Result, RoseError};
+use crate::estimator::{self, DerivativeSource, Estimation, EstimatorOptions};
+use crate::family::Family;
+use crate::local_fit::{LocalFit, NewtonOptions};
+use crate::moments::LocalDerivatives;
+use discover::{Discovery, HIVE_KEY, Layout, discover, natural_cmp};
+use udaf::{DerivativesUdaf, LocalFitUdaf, ModelSpec, ProgressHook};
+
+impl From<DataFusionError> for RoseError {
+    fn from(e: DataFusionError) -> Self {
+        RoseError::Engine(e.strip_backtrace())
+    }
+}
+
+/// Name under which the directory is registered.
+const TABLE: &str = "rose_data";
+/// Column alias of the machine key in the per-machine queries.
+const KEY: &str = "__rose_machine";
+
+/// What to read and how to fit it.
+#[derive(Clone)]
+pub struct DataOptions {
+    /// Directory of Parquet files.
+    pub dir: PathBuf,
+    /// Model family.
+    pub family: Family,
+    /// Response column.
+    pub response: String,
+    /// Feature columns; `None` selects every numeric column but the response and key.
+    pub features: Option<Vec<String>>,
+    /// Column that names the machine of each row, instead of the path layout.
+    pub machine_column: Option<String>,
+    /// Whether to add an intercept.
+    pub intercept: bool,
+    /// Whether rows with null or non-finite values are skipped.
+    pub drop_missing: bool,
+    /// Local Newton-Raphson settings.
+    pub newton: NewtonOptions,
+    /// DataFusion execution partitions; `None` uses the number of cores.
+    pub target_partitions: Option<usize>,
+    /// Called once per machine and round when its statistics are finished.
+    pub progress: Option<ProgressHook>,
+}
+
+/// A registered Parquet directory with its machines.
+pub struct Dataset {
+    ctx: SessionContext,
+    discovery: Discovery,
+    spec: ModelSpec,
+    progress: Option<ProgressHook>,
+    newton: NewtonOptions,
+    /// Machine ids in natural order.
+    ids: Vec<String>,
+    /// Group key of each machine as the queries see it (a path in the flat layout).
+    keys: Vec<String>,
+}
+
+/// Everything a fit returns: the estimate and the facts of the data behind it.
+#[derive(Clone, Debug)]
+pub struct FitReport {
+    /// Model family.
+    pub family: Family,
+    /// Parameter names: `(Intercept)` first when present, then the features.
+    pub names: Vec<String>,
+    /// Machine ids in natural order.
+    pub machine_ids: Vec<String>,
+    /// Index of the central machine.
+    pub central: usize,
+    /// First-round fits, one per machine.
+    pub fits: Vec<LocalFit>,
+    /// The coordinator's result.
+    pub estimation: Estimation,
+    /// Settings used.
+    pub options: EstimatorOptions,
+}
+
+impl Dataset {
+    /// Discovers the directory, checks the schemas and registers the table.
+    pub async fn open(options: &DataOptions) -> Result<Dataset> {
+        let discovery = discover(&options.dir, options.machine_column.as_deref())?;
+        let features = discovery.resolve_columns(&options.response, options.features.as_deref())?;
+        let spec = ModelSpec {
+            family: options.family,
+            response: options.response.clone(),
+            features,
+            intercept: options.intercept,
+            drop_missing: options.drop_missing,
+        };
+
+        let partitions = options
+            .target_partitions
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let mut config = SessionConfig::new().with_target_partitions(partitions.max(1));
+        if discovery.layout == Layout::Hive {
+            // One partition per hive machine: the aggregate then runs in a single stage.
+            config.options_mut().optimizer.preserve_file_partitions = 1;
+        }
+        let ctx = SessionContext::new_with_config(config);
+        register_table(&ctx, &discovery, &spec, &options.dir).await?;
+
+        let (ids, keys) = match &discovery.layout {
+            Layout::Hive => {
+                let ids: Vec<String> = discovery.path_machines().into_iter().map(|m| m.0).collect();
+                (ids.clone(), ids)
+            }
+            Layout::Flat => {
+                let ids = discovery.path_machines().into_iter().map(|m| m.0).collect();
+                let keys = discovery.files.iter().map(|f| object_store_key(&f.path)).collect();
+                (ids, keys)
+            }
+            Layout::Column(column) => {
+                let keys = distinct_keys(&ctx, column).await?;
+                (keys.clone(), keys)
+            }
+        };
+        Ok(Dataset {
+            ctx,
+            discovery,
+            spec,
+            progress: options.progress.clone(),
+            newton: options.newton,
+            ids,
+            keys,
+        })
+    }
+
+    /// Machine ids in natural order.
+    pub fn machine_ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// Parameter names, intercept first.
+    pub fn parameter_names(&self) -> Vec<String> {
+        let mut names = Vec::with_capacity(self.spec.n_params());
+        if self.spec.intercept {
+            names.push("(Intercept)".to_string());
+        }
+        names.extend(self.spec.features.iter().cloned());
+        names
+    }
+
+    /// Index of the machine with this id.
+    pub fn machine_index(&self, id: &str) -> Result<usize> {
+        self.ids.iter().position(|m| m == id).ok_or_else(|| {
+            RoseError::option(
+                "--central",
+                format!("no machine named '{id}'; machines are: {}", self.ids.join(", ")),
+            )
+        })
+    }
+
+    /// The per-machine input: machine key, response and features cast to `Float64`.
+    async fn frame(&self, machine: Option<usize>) -> Result<DataFrame> {
+        let df = self.ctx.table(TABLE).await?;
+        let key = match &self.discovery.layout {
+            Layout::Hive => cast(ident(HIVE_KEY), DataType::Utf8),
+            Layout::Flat => input_file_name(),
+            Layout::Column(c) => cast(ident(c.as_str()), DataType::Utf8),
+        };
+        let df = match machine {
+            Some(j) => df.filter(key.clone().eq(lit(self.keys[j].clone())))?,
+            None => df,
+        };
+        let mut columns = vec![key.alias(KEY), cast(ident(&self.spec.response), DataType::Float64)];
+        for feature in &self.spec.features {
+            columns.push(cast(ident(feature), DataType::Float64));
+        }
+        Ok(df.select(columns)?)
+    }
+
+    fn arguments(&self) -> Vec<Expr> {
+        let mut args = vec![ident(KEY), ident(&self.spec.response)];
+        args.extend(self.spec.features.iter().map(ident));
+        args
+    }
+
+    /// Runs one per-machine aggregate and returns its output rows keyed by machine index.
+    async fn per_machine(&self, udaf: AggregateUDF, machine: Option<usize>) -> Result<Vec<(usize, StructArray, usize)>> {
+        let frame = self.frame(machine).await?;
+        // The select above renamed the cast columns; refer to them by their output names.
+        let names: Vec<String> = frame.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let args: Vec<Expr> = names.iter().map(ident).collect();
+        let _ = self.arguments();
+        let aggregated = frame.aggregate(vec![ident(KEY)], vec![udaf.call(args).alias("stats")])?;
+        let batches: Vec<RecordBatch> = aggregated.collect().await?;
+        let index: HashMap<&str, usize> =
+            self.keys.iter().enumerate().map(|(j, k)| (k.as_str(), j)).collect();
+        let mut out = Vec::new();
+        for batch in batches {
+            let keys = as_string_array(batch.column(0))?;
+            let stats = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<StructArray>()
+                .ok_or_else(|| RoseError::Engine("aggregate did not return a struct".into()))?
+                .clone();
+            for row in 0..batch.num_rows() {
+                if keys.is_null(row) {
+                    return Err(RoseError::InvalidData {
+                        machine: "<null>".into(),
+                        column: self.machine_column_name(),
+                        message: "rows without a machine id; fill the column or drop those rows".into(),
+                    });
+                }
+                if let Some(&j) = index.get(keys.value(row)) {
+                    out.push((j, stats.clone(), row));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn machine_column_name(&self) -> String {
+        match &self.discovery.layout {
+            Layout::Column(c) => c.clone(),
+            Layout::Hive => HIVE_KEY.to_string(),
+            Layout::Flat => "file".to_string(),
+        }
+    }
+
+    /// Round 1: every machine's local fit, in machine order. Machines without rows get a
+    /// failed fit.
+    pub async fn local_fits(&self) -> Result<Vec<LocalFit>> {
+        let udaf = AggregateUDF::from(LocalFitUdaf::new(
+            self.spec.clone(),
+            self.newton,
+            self.progress.clone(),
+        ));
+        let mut fits: Vec<Option<LocalFit>> = vec![None; self.ids.len()];
+        for (j, stats, row) in self.per_machine(udaf, None).await? {
+            fits[j] = Some(LocalFitUdaf::decode(&stats, row)?);
+        }
+        Ok(fits
+            .into_iter()
+            .map(|f| {
+                f.unwrap_or(LocalFit {
+                    rows: 0,
+                    estimate: Vec::new(),
+                    variance: Vec::new(),
+                    converged: false,
+                    iterations: 0,
+                    failure: Some("has no rows".to_string()),
+                })
+            })
+            .collect())
+    }
+
+    async fn derivatives(&self, theta: &[f64], machine: Option<usize>) -> Result<Vec<Option<LocalDerivatives>>> {
+        let udaf = AggregateUDF::from(DerivativesUdaf::new(
+            self.spec.clone(),
+            theta.to_vec(),
+            if machine.is_none() { self.progress.clone() } else { None },
+        ));
+        let mut out: Vec<Option<LocalDerivatives>> = vec![None; self.ids.len()];
+        for (j, stats, row) in self.per_machine(udaf, machine).await? {
+            let d = DerivativesUdaf::decode(&stats, row)?;
+            out[j] = (d.rows > 0).then_some(d);
+        }
+        Ok(out)
+    }
+
+    /// Runs the whole estimate: round 1, the coordinator and its second round.
+    pub async fn fit(&self, options: EstimatorOptions) -> Result<FitReport> {
+        let fits = self.local_fits().await?;
+        let estimation = estimator::estimate(&options, &self.ids, fits.clone(), self).await?;
+        Ok(FitReport {
+            family: self.spec.family,
+            names: self.parameter_names(),
+            machine_ids: self.ids.clone(),
+            central: options.central,
+            fits,
+            estimation,
+            options,
+        })
+    }
+}
+
+impl DerivativeSource for Dataset {
+    async fn all_derivatives(&self, theta: &[f64]) -> Result<Vec<Option<LocalDerivatives>>> {
+        self.derivatives(theta, None).await
+    }
+
+    async fn machine_derivatives(&self, theta: &[f64], machine: usize) -> Result<Option<LocalDerivatives>> {
+        Ok(self.derivatives(theta, Some(machine)).await?.swap_remove(machine))
+    }
+}
+
+/// The path string that `input_file_name()` returns for a local file: the absolute path
+/// without its leading `/`.
+fn object_store_key(path: &Path) -> String {
+    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    absolute.to_string_lossy().trim_start_matches('/').to_string()
+}
+
+async fn register_table(ctx: &SessionContext, discovery: &Discovery, spec: &ModelSpec, dir: &Path) -> Result<()> {
+    // Declare the model columns as Float64 so files that store them as integers (or as
+    // float32) read alike; DataFusion casts each file to this schema.
+    let mut fields = vec![Field::new(&spec.response, DataType::Float64, true)];
+    fields.extend(spec.features.iter().map(|f| Field::new(f, DataType::Float64, true)));
+    if let Layout::Column(column) = &discovery.layout {
+        let original = discovery
+            .files
+            .iter()
+            .find_map(|f| f.schema.field_with_name(column).ok().map(|x| x.data_type().clone()))
+            .unwrap_or(DataType::Utf8);
+        fields.push(Field::new(column, original, true));
+    }
+    let schema = Arc::new(Schema::new(fields));
+
+    let format = Arc::new(ParquetFormat::default());
+    let mut listing = ListingOptions::new(format).with_file_extension(".parquet");
+    let config = match discovery.layout {
+        Layout::Hive => {
+            listing = listing.with_table_partition_cols(vec![(HIVE_KEY.to_string(), DataType::Utf8)]);
+            let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            let url = ListingTableUrl::parse(format!("{}/", root.to_string_lossy()))?;
+            ListingTableConfig::new(url)
+        }
+        _ => {
+            let urls = discovery
+                .files
+                .iter()
+                .filter(|f| f.rows > 0)
+                .map(|f| {
+                    let absolute = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
+                    ListingTableUrl::parse(absolute.to_string_lossy())
+                })
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            ListingTableConfig::new_with_multi_paths(urls)
+        }
+    };
+    let config = config.with_listing_options(listing).with_schema(schema);
+    let table = ListingTable::try_new(config)?;
+    ctx.register_table(TABLE, Arc::new(table))?;
+    Ok(())
+}
+
+async fn distinct_keys(ctx: &SessionContext, column: &str) -> Result<Vec<String>> {
+    let df = ctx
+        .table(TABLE)
+        .await?
+        .select(vec![cast(ident(column), DataType::Utf8).alias(KEY)])?
+        .distinct()?;
+    let mut keys = Vec::new();
+    for batch in df.collect().await? {
+        let array = as_string_array(batch.column(0))?;
+        for i in 0..array.len() {
+            if array.is_valid(i) {
+                keys.push(array.value(i).to_string());
+            }
+        }
+    }
+    keys.sort_by(|a, b| natural_cmp(a, b));
+    Ok(keys)
+}
