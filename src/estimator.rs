@@ -90,7 +90,10 @@ impl FromStr for Estimator {
             .find(|e| e.name() == lower)
             .ok_or_else(|| {
                 let names: Vec<&str> = Estimator::ALL.iter().map(|e| e.name()).collect();
-                format!("unknown estimator '{s}': expected one of {}", names.join(", "))
+                format!(
+                    "unknown estimator '{s}': expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -118,7 +121,10 @@ impl EstimatorOptions {
         if self.k_quantiles == 0 || self.k_quantiles > 10_000 {
             return Err(RoseError::option(
                 "--quantiles",
-                format!("K = {} is out of range: use an integer from 1 to 10000 (default 10)", self.k_quantiles),
+                format!(
+                    "K = {} is out of range: use an integer from 1 to 10000 (default 10)",
+                    self.k_quantiles
+                ),
             ));
         }
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
@@ -128,7 +134,10 @@ impl EstimatorOptions {
             ));
         }
         if self.central >= n_machines {
-            return Err(RoseError::option("--central", "central machine index out of range"));
+            return Err(RoseError::option(
+                "--central",
+                "central machine index out of range",
+            ));
         }
         if !self.byzantine.is_empty() && self.attack.is_none() {
             return Err(RoseError::option(
@@ -201,6 +210,9 @@ pub struct Estimation {
     pub warnings: Vec<String>,
 }
 
+/// Family-wise false-alarm rate of the per-machine outlier flag.
+const OUTLIER_LEVEL: f64 = 0.01;
+
 /// Standard normal distribution.
 fn normal() -> Normal {
     Normal::new(0.0, 1.0).expect("N(0, 1) has valid parameters")
@@ -223,7 +235,11 @@ pub async fn estimate<S: DerivativeSource>(
     if m <= 2 {
         warnings.push(format!(
             "only {m} machine(s): the median is {}, so no Byzantine machine can be tolerated",
-            if m == 1 { "the machine's own estimate" } else { "the mean of the two" }
+            if m == 1 {
+                "the machine's own estimate"
+            } else {
+                "the mean of the two"
+            }
         ));
     }
     let injected: Vec<bool> = (0..m).map(|j| options.byzantine.contains(&j)).collect();
@@ -236,7 +252,11 @@ pub async fn estimate<S: DerivativeSource>(
             attack.apply_all(&mut fit.estimate);
             attack.apply_all(&mut fit.variance);
         }
-        let finite = fit.estimate.iter().chain(&fit.variance).all(|v| v.is_finite());
+        let finite = fit
+            .estimate
+            .iter()
+            .chain(&fit.variance)
+            .all(|v| v.is_finite());
         if unusable[j].is_none() && !finite {
             unusable[j] = Some("sent non-finite statistics".to_string());
         }
@@ -249,12 +269,15 @@ pub async fn estimate<S: DerivativeSource>(
     let n_eff = aggregate::effective_rows(&used_rows);
     let total_rows: f64 = used_rows.iter().map(|&n| n as f64).sum();
 
-    let coordinate = |l: usize| -> Vec<f64> { usable.iter().map(|&j| first[j].estimate[l]).collect() };
+    let coordinate =
+        |l: usize| -> Vec<f64> { usable.iter().map(|&j| first[j].estimate[l]).collect() };
     let theta_median: Vec<f64> = (0..p)
         .map(|l| aggregate::median(coordinate(l)).unwrap_or(f64::NAN))
         .collect();
     let variance_median: Vec<f64> = (0..p)
-        .map(|l| aggregate::median(usable.iter().map(|&j| first[j].variance[l])).unwrap_or(f64::NAN))
+        .map(|l| {
+            aggregate::median(usable.iter().map(|&j| first[j].variance[l])).unwrap_or(f64::NAN)
+        })
         .collect();
     let theta_avg: Vec<f64> = (0..p)
         .map(|l| {
@@ -281,7 +304,11 @@ pub async fn estimate<S: DerivativeSource>(
             })
             .collect()
     };
-    let median_factor = if usable.len() >= 3 { std::f64::consts::FRAC_PI_2 } else { 1.0 };
+    let median_factor = if usable.len() >= 3 {
+        std::f64::consts::FRAC_PI_2
+    } else {
+        1.0
+    };
     let vrmol_factor = if usable.len() >= 3 { levels.d_k() } else { 1.0 };
 
     let mut result = match options.estimator {
@@ -329,7 +356,15 @@ pub async fn estimate<S: DerivativeSource>(
                 _ => vrmol_factor,
             };
             second_round(
-                options, ids, source, &levels, &start, &rows, &injected, &mut unusable, factor,
+                options,
+                ids,
+                source,
+                &levels,
+                &start,
+                &rows,
+                &injected,
+                &mut unusable,
+                factor,
                 &mut warnings,
             )
             .await?
@@ -337,7 +372,10 @@ pub async fn estimate<S: DerivativeSource>(
     };
 
     // Per-machine diagnostics: standardised distance of each local estimate from the result.
-    let threshold = normal().inverse_cdf(1.0 - 0.01 / (4.0 * p as f64));
+    // Bonferroni bound: an honest machine set is flagged with probability about 1%
+    // over all machines, coordinates and both rounds.
+    let comparisons = 2.0 * (p * m) as f64;
+    let threshold = normal().inverse_cdf(1.0 - OUTLIER_LEVEL / (2.0 * comparisons));
     result.outlier_threshold = threshold;
     result.machines = (0..m)
         .map(|j| {
@@ -393,7 +431,12 @@ impl PartialResult {
     }
 }
 
-fn partial_result(estimate: Vec<f64>, std_error: Vec<f64>, factor: f64, n_eff: f64) -> PartialResult {
+fn partial_result(
+    estimate: Vec<f64>,
+    std_error: Vec<f64>,
+    factor: f64,
+    n_eff: f64,
+) -> PartialResult {
     PartialResult {
         estimate,
         std_error,
@@ -442,7 +485,11 @@ fn no_central_rows(ids: &[String], central: usize) -> RoseError {
 
 /// Scales `σ̂_l` of eq. (5): the square roots of the diagonal of the central machine's
 /// sandwich `∇²F₁(θ)⁻¹ J₁(θ) ∇²F₁(θ)⁻¹` at the median.
-fn central_sandwich_scale(central: &LocalDerivatives, ids: &[String], index: usize) -> Result<Vec<f64>> {
+fn central_sandwich_scale(
+    central: &LocalDerivatives,
+    ids: &[String],
+    index: usize,
+) -> Result<Vec<f64>> {
     crate::local_fit::sandwich_diagonal(&central.hessian, &central.gradient_covariance)
         .map(|d| d.iter().map(|v| v.sqrt()).collect())
         .ok_or_else(|| RoseError::SingularHessian {
@@ -522,7 +569,13 @@ async fn second_round<S: DerivativeSource>(
         }
     }
     let usable: Vec<usize> = (0..m).filter(|&j| round_two_failed[j].is_none()).collect();
-    require_half(&usable, m, ids, &round_two_failed, "round 2 (gradients and Hessians)")?;
+    require_half(
+        &usable,
+        m,
+        ids,
+        &round_two_failed,
+        "round 2 (gradients and Hessians)",
+    )?;
     for j in 0..m {
         if unusable[j].is_none() {
             unusable[j] = round_two_failed[j].take();
@@ -565,10 +618,17 @@ async fn second_round<S: DerivativeSource>(
             weighted_mean(Field::Hessian, p * p),
             total_rows,
         ),
-        Estimator::RoseMed => (median_of(Field::Gradient, p), median_of(Field::Hessian, p * p), n_eff),
+        Estimator::RoseMed => (
+            median_of(Field::Gradient, p),
+            median_of(Field::Hessian, p * p),
+            n_eff,
+        ),
         Estimator::Rose => {
-            let own = central_own.as_ref().ok_or_else(|| no_central_rows(ids, options.central))?;
-            let gradient_scale: Vec<f64> = own.gradient_variance().iter().map(|v| v.sqrt()).collect();
+            let own = central_own
+                .as_ref()
+                .ok_or_else(|| no_central_rows(ids, options.central))?;
+            let gradient_scale: Vec<f64> =
+                own.gradient_variance().iter().map(|v| v.sqrt()).collect();
             let hessian_scale: Vec<f64> = own.hessian_variance.iter().map(|v| v.sqrt()).collect();
             (
                 vrmol_of(Field::Gradient, &gradient_scale),
@@ -578,7 +638,9 @@ async fn second_round<S: DerivativeSource>(
         }
         _ => {
             let covariance_median = median_of(Field::GradientCovariance, p * p);
-            let gradient_scale: Vec<f64> = (0..p).map(|l| covariance_median[l * p + l].sqrt()).collect();
+            let gradient_scale: Vec<f64> = (0..p)
+                .map(|l| covariance_median[l * p + l].sqrt())
+                .collect();
             let hessian_scale: Vec<f64> = median_of(Field::HessianVariance, p * p)
                 .iter()
                 .map(|v| v.sqrt())
@@ -599,8 +661,11 @@ async fn second_round<S: DerivativeSource>(
                 "the aggregated Hessian is not positive definite; the Newton step used an LU solve"
                     .to_string(),
             );
-            linalg::solve_general(&hessian, &gradient).ok_or_else(|| RoseError::SingularHessian {
-                hint: "check the features for collinearity, or use --estimator rose-med".to_string(),
+            linalg::solve_general(&hessian, &gradient).ok_or_else(|| {
+                RoseError::SingularHessian {
+                    hint: "check the features for collinearity, or use --estimator rose-med"
+                        .to_string(),
+                }
             })?
         }
     };
@@ -627,7 +692,9 @@ async fn second_round<S: DerivativeSource>(
         .iter()
         .map(|v| v / n_divisor)
         .collect();
-    let std_error = (0..p).map(|l| (factor * covariance[l * p + l]).sqrt()).collect();
+    let std_error = (0..p)
+        .map(|l| (factor * covariance[l * p + l]).sqrt())
+        .collect();
 
     // Standardised distance of each machine's gradient from the aggregated gradient.
     let gradient_spread = median_of(Field::GradientCovariance, p * p);

@@ -153,8 +153,14 @@ mod tests {
             for &(eta, y) in &[(-2.0, 0.0), (0.3, 1.0), (1.7, 3.0), (0.0, 0.0)] {
                 let terms = family.row_terms(eta, y);
                 let (first, second) = numeric_derivative(family, eta, y);
-                assert!((terms.gradient_weight - first).abs() < 1e-7, "{family} {eta}");
-                assert!((terms.hessian_weight - second).abs() < 1e-7, "{family} {eta}");
+                assert!(
+                    (terms.gradient_weight - first).abs() < 1e-7,
+                    "{family} {eta}"
+                );
+                assert!(
+                    (terms.hessian_weight - second).abs() < 1e-7,
+                    "{family} {eta}"
+                );
             }
         }
     }

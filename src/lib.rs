@@ -38,12 +38,12 @@
 
 pub mod aggregate;
 pub mod attack;
+pub mod engine;
 pub mod error;
 pub mod estimator;
 pub mod family;
 pub mod linalg;
 pub mod local_fit;
-pub mod engine;
 pub mod moments;
 pub mod report;
 

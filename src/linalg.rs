@@ -86,7 +86,9 @@ mod tests {
 
     fn multiply(a: &[f64], x: &[f64]) -> Vec<f64> {
         let p = x.len();
-        (0..p).map(|i| (0..p).map(|j| a[i * p + j] * x[j]).sum()).collect()
+        (0..p)
+            .map(|i| (0..p).map(|j| a[i * p + j] * x[j]).sum())
+            .collect()
     }
 
     #[test]

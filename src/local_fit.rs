@@ -77,7 +77,12 @@ impl LocalFit {
 /// separation or collinear features make it singular) and failure to converge are
 /// returned as a failed [`LocalFit`], not as an error, so that the coordinator can count
 /// the machine as missing.
-pub fn fit_local(family: Family, rows: Rows<'_>, n_params: usize, options: &NewtonOptions) -> LocalFit {
+pub fn fit_local(
+    family: Family,
+    rows: Rows<'_>,
+    n_params: usize,
+    options: &NewtonOptions,
+) -> LocalFit {
     let n = rows.len() as u64;
     if rows.len() < n_params {
         return LocalFit::failed(
@@ -124,7 +129,10 @@ pub fn fit_local(family: Family, rows: Rows<'_>, n_params: usize, options: &Newt
             );
         }
 
-        let change = direction.iter().map(|d| (step * d).abs()).fold(0.0, f64::max);
+        let change = direction
+            .iter()
+            .map(|d| (step * d).abs())
+            .fold(0.0, f64::max);
         let scale = candidate.iter().map(|t| t.abs()).fold(1.0, f64::max);
         theta = candidate;
         current = moments;
@@ -150,6 +158,21 @@ pub fn fit_local(family: Family, rows: Rows<'_>, n_params: usize, options: &Newt
         );
     }
 
+    if family == Family::Logistic {
+        let saturated = saturated_fraction(rows, &theta);
+        if saturated > SEPARATION_FRACTION {
+            return LocalFit::failed(
+                n,
+                iterations,
+                format!(
+                    "the response is perfectly separated by the features: {:.0}% of the fitted \
+                     probabilities are numerically 0 or 1",
+                    100.0 * saturated
+                ),
+            );
+        }
+    }
+
     let derivatives = current.finish();
     let Some(variance) = sandwich_diagonal(&derivatives.hessian, &derivatives.gradient_covariance)
     else {
@@ -163,6 +186,28 @@ pub fn fit_local(family: Family, rows: Rows<'_>, n_params: usize, options: &Newt
         iterations,
         failure: None,
     }
+}
+
+/// Linear predictor beyond which a logistic probability is numerically 0 or 1
+/// (`e^−30 ≈ 1e−13`).
+const SATURATED_ETA: f64 = 30.0;
+
+/// Share of rows with saturated probabilities above which a logistic fit counts as
+/// separated. Under (quasi-)complete separation Newton-Raphson can meet a relative step
+/// tolerance while the coefficients run off to infinity, so convergence alone does not
+/// detect it. R's `glm` only warns in this case; rose drops the machine instead.
+const SEPARATION_FRACTION: f64 = 0.05;
+
+fn saturated_fraction(rows: Rows<'_>, theta: &[f64]) -> f64 {
+    let p = theta.len();
+    let saturated = (0..rows.len())
+        .filter(|&i| {
+            let x = &rows.x[i * p..(i + 1) * p];
+            let eta: f64 = x.iter().zip(theta).map(|(a, b)| a * b).sum();
+            eta.abs() > SATURATED_ETA
+        })
+        .count();
+    saturated as f64 / rows.len().max(1) as f64
 }
 
 /// Returns the diagonal of `H⁻¹·J·H⁻¹`, or `None` when `H` is not positive definite.
@@ -191,7 +236,12 @@ mod tests {
     fn gaussian_fit_is_least_squares() {
         let x = [1.0, 0.0, 1.0, 1.0, 1.0, 2.0, 1.0, 3.0];
         let y = [1.0, 3.0, 4.0, 8.0];
-        let fit = fit_local(Family::Gaussian, Rows { x: &x, y: &y }, 2, &NewtonOptions::default());
+        let fit = fit_local(
+            Family::Gaussian,
+            Rows { x: &x, y: &y },
+            2,
+            &NewtonOptions::default(),
+        );
         // XᵀX = [[4, 6], [6, 14]], Xᵀy = [16, 35]: θ = [0.7, 2.2].
         assert!(fit.converged);
         assert!((fit.estimate[0] - 0.7).abs() < 1e-12);
@@ -203,7 +253,12 @@ mod tests {
     fn separated_logistic_data_fail_cleanly() {
         let x = [1.0, -2.0, 1.0, -1.0, 1.0, 1.0, 1.0, 2.0];
         let y = [0.0, 0.0, 1.0, 1.0];
-        let fit = fit_local(Family::Logistic, Rows { x: &x, y: &y }, 2, &NewtonOptions::default());
+        let fit = fit_local(
+            Family::Logistic,
+            Rows { x: &x, y: &y },
+            2,
+            &NewtonOptions::default(),
+        );
         assert!(!fit.is_usable());
         assert!(fit.failure.unwrap().contains("separat"));
     }
@@ -212,8 +267,16 @@ mod tests {
     fn too_few_rows_fail_cleanly() {
         let x = [1.0, 0.5];
         let y = [1.0];
-        let fit = fit_local(Family::Poisson, Rows { x: &x, y: &y }, 2, &NewtonOptions::default());
-        assert_eq!(fit.failure.as_deref(), Some("fewer rows (1) than parameters (2)"));
+        let fit = fit_local(
+            Family::Poisson,
+            Rows { x: &x, y: &y },
+            2,
+            &NewtonOptions::default(),
+        );
+        assert_eq!(
+            fit.failure.as_deref(),
+            Some("fewer rows (1) than parameters (2)")
+        );
     }
 
     /// Poisson with one binary feature has the closed form θ = (log ȳ₀, log ȳ₁ − log ȳ₀).
@@ -221,7 +284,12 @@ mod tests {
     fn poisson_two_group_fit_matches_closed_form() {
         let x = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
         let y = [1.0, 2.0, 3.0, 4.0, 6.0, 5.0];
-        let fit = fit_local(Family::Poisson, Rows { x: &x, y: &y }, 2, &NewtonOptions::default());
+        let fit = fit_local(
+            Family::Poisson,
+            Rows { x: &x, y: &y },
+            2,
+            &NewtonOptions::default(),
+        );
         let (mean0, mean1) = (2.0f64, 5.0f64);
         assert!((fit.estimate[0] - mean0.ln()).abs() < 1e-10);
         assert!((fit.estimate[1] - (mean1.ln() - mean0.ln())).abs() < 1e-10);

@@ -134,7 +134,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Fit(args) = cli.command;
     init_logging(args.quiet, args.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -235,7 +238,10 @@ async fn run_fit(args: FitArgs) -> Result<()> {
         progress: Some(hook),
     };
     if !(args.tolerance > 0.0 && args.tolerance.is_finite()) {
-        return Err(RoseError::option("--tolerance", "must be a positive number, e.g. 1e-10"));
+        return Err(RoseError::option(
+            "--tolerance",
+            "must be a positive number, e.g. 1e-10",
+        ));
     }
     if args.max_iterations == 0 {
         return Err(RoseError::option("--max-iterations", "must be at least 1"));
@@ -277,7 +283,11 @@ async fn run_fit(args: FitArgs) -> Result<()> {
     options.validate(dataset.machine_ids().len())?;
 
     let m = dataset.machine_ids().len() as u64;
-    let rounds = if args.estimator.uses_second_round() { 2 } else { 1 };
+    let rounds = if args.estimator.uses_second_round() {
+        2
+    } else {
+        1
+    };
     progress.set_length(m * rounds);
     progress.set_message("local fits and gradients");
     tracing::info!(machines = m, "data registered");

@@ -150,7 +150,10 @@ impl DerivativeMoments {
 
     /// Merges another summary of the same machine and parameter value into `self`.
     pub fn merge(&mut self, other: &DerivativeMoments) {
-        assert_eq!(self.n_params, other.n_params, "summaries must have the same p");
+        assert_eq!(
+            self.n_params, other.n_params,
+            "summaries must have the same p"
+        );
         if other.rows == 0 {
             return;
         }
@@ -239,7 +242,9 @@ impl LocalDerivatives {
     /// Gradient variances `σ̂²_gr,jl`, the diagonal of the centred covariance.
     pub fn gradient_variance(&self) -> Vec<f64> {
         let p = self.n_params();
-        (0..p).map(|l| self.gradient_covariance[l * p + l]).collect()
+        (0..p)
+            .map(|l| self.gradient_covariance[l * p + l])
+            .collect()
     }
 }
 
@@ -279,8 +284,12 @@ mod tests {
             }
             hess.push(h);
         }
-        let g_mean: Vec<f64> = (0..p).map(|a| grads.iter().map(|g| g[a]).sum::<f64>() / n).collect();
-        let h_mean: Vec<f64> = (0..p * p).map(|e| hess.iter().map(|h| h[e]).sum::<f64>() / n).collect();
+        let g_mean: Vec<f64> = (0..p)
+            .map(|a| grads.iter().map(|g| g[a]).sum::<f64>() / n)
+            .collect();
+        let h_mean: Vec<f64> = (0..p * p)
+            .map(|e| hess.iter().map(|h| h[e]).sum::<f64>() / n)
+            .collect();
         let mut cov = vec![0.0; p * p];
         let mut hvar = vec![0.0; p * p];
         for (g, h) in grads.iter().zip(&hess) {
@@ -327,7 +336,11 @@ mod tests {
         assert_eq!(got.rows, 40);
         assert_close(&got.gradient, &expected.gradient, 1e-13);
         assert_close(&got.hessian, &expected.hessian, 1e-13);
-        assert_close(&got.gradient_covariance, &expected.gradient_covariance, 1e-12);
+        assert_close(
+            &got.gradient_covariance,
+            &expected.gradient_covariance,
+            1e-12,
+        );
         assert_close(&got.hessian_variance, &expected.hessian_variance, 1e-12);
     }
 
@@ -335,7 +348,8 @@ mod tests {
     fn uncentred_moment_adds_mean_outer_product() {
         let (x, y) = sample_rows();
         let theta = [0.0, 1.0, -1.0];
-        let d = DerivativeMoments::from_rows(Family::Poisson, &theta, Rows { x: &x, y: &y }).finish();
+        let d =
+            DerivativeMoments::from_rows(Family::Poisson, &theta, Rows { x: &x, y: &y }).finish();
         let direct: f64 = (0..40)
             .map(|i| {
                 let xi = &x[i * 3..i * 3 + 3];

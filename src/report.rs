@@ -186,8 +186,12 @@ impl Summary {
             self.n_machines, used, self.n_rows, self.central_machine
         ));
         if let Some(attack) = &self.attack {
-            let corrupted: Vec<&str> =
-                self.machines.iter().filter(|m| m.byzantine).map(|m| m.id.as_str()).collect();
+            let corrupted: Vec<&str> = self
+                .machines
+                .iter()
+                .filter(|m| m.byzantine)
+                .map(|m| m.id.as_str())
+                .collect();
             out.push_str(&format!(
                 "Injected:   attack {attack} on machines {}\n",
                 corrupted.join(", ")
@@ -197,7 +201,13 @@ impl Summary {
         let level = self.confidence * 100.0;
         let lo = format!("{}%", trim_float(50.0 - level / 2.0));
         let hi = format!("{}%", trim_float(50.0 + level / 2.0));
-        let name_width = self.coefficients.iter().map(|c| c.name.len()).max().unwrap_or(4).max(4);
+        let name_width = self
+            .coefficients
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         out.push_str("\nCoefficients:\n");
         out.push_str(&format!(
             "{:<name_width$} {:>12} {:>12} {:>9} {:>10} {:>12} {:>12}\n",
@@ -224,7 +234,13 @@ impl Summary {
         ));
 
         out.push_str("\nMachines:\n");
-        let id_width = self.machines.iter().map(|m| m.id.len()).max().unwrap_or(2).max(2);
+        let id_width = self
+            .machines
+            .iter()
+            .map(|m| m.id.len())
+            .max()
+            .unwrap_or(2)
+            .max(2);
         out.push_str(&format!(
             "{:<id_width$} {:>8} {:>9} {:>10} {:>8}  {}\n",
             "id", "rows", "converged", "iterations", "max|z|", "status"
@@ -235,7 +251,11 @@ impl Summary {
                 (None, true) => "outlier".to_string(),
                 (None, false) => "ok".to_string(),
             };
-            let status = if m.byzantine { format!("{status} (injected)") } else { status };
+            let status = if m.byzantine {
+                format!("{status} (injected)")
+            } else {
+                status
+            };
             out.push_str(&format!(
                 "{:<id_width$} {:>8} {:>9} {:>10} {:>8.2}  {}\n",
                 m.id,
@@ -273,7 +293,9 @@ fn covariance_note(estimator: Estimator) -> &'static str {
         Estimator::Med => "median of local sandwich variances",
         Estimator::Vrmol => "central machine's sandwich at the median",
         Estimator::OneStep => "pooled sandwich H^-1 U H^-1",
-        Estimator::RoseMed | Estimator::Rose => "sandwich H^-1 U H^-1 with U from the central machine",
+        Estimator::RoseMed | Estimator::Rose => {
+            "sandwich H^-1 U H^-1 with U from the central machine"
+        }
         Estimator::RoseRv => "sandwich H^-1 U H^-1 with U the median over machines",
     }
 }
@@ -301,14 +323,24 @@ fn sig(v: f64) -> String {
     if magnitude != 0.0 && !(1e-4..1e6).contains(&magnitude) {
         format!("{v:.4e}")
     } else {
-        let digits = if magnitude == 0.0 { 0 } else { magnitude.log10().floor() as i32 };
+        let digits = if magnitude == 0.0 {
+            0
+        } else {
+            magnitude.log10().floor() as i32
+        };
         let decimals = (5 - digits).clamp(0, 9) as usize;
         format!("{v:.decimals$}")
     }
 }
 
 fn p_value(p: f64) -> String {
-    if p < 2e-16 { "<2e-16".to_string() } else if p < 1e-4 { format!("{p:.2e}") } else { format!("{p:.4}") }
+    if p < 2e-16 {
+        "<2e-16".to_string()
+    } else if p < 1e-4 {
+        format!("{p:.2e}")
+    } else {
+        format!("{p:.4}")
+    }
 }
 
 fn stars(p: f64) -> &'static str {

@@ -96,12 +96,11 @@ pub fn discover(root: &Path, machine_column: Option<&str>) -> Result<Discovery> 
         let (rows, schema) = if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
             (0, Schema::empty())
         } else {
-            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-                RoseError::Schema {
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| RoseError::Schema {
                     file: path.clone(),
                     message: format!("not a readable Parquet file: {e}"),
-                }
-            })?;
+                })?;
             let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
             (rows, builder.schema().as_ref().clone())
         };
@@ -113,8 +112,11 @@ pub fn discover(root: &Path, machine_column: Option<&str>) -> Result<Discovery> 
         });
     }
     files.sort_by(|a, b| {
-        natural_cmp(a.machine.as_deref().unwrap_or(""), b.machine.as_deref().unwrap_or(""))
-            .then_with(|| a.path.cmp(&b.path))
+        natural_cmp(
+            a.machine.as_deref().unwrap_or(""),
+            b.machine.as_deref().unwrap_or(""),
+        )
+        .then_with(|| a.path.cmp(&b.path))
     });
     Ok(Discovery {
         root: root.to_path_buf(),
@@ -136,7 +138,10 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 fn hive_directories(root: &Path) -> Result<Vec<(PathBuf, String)>> {
     let mut out = Vec::new();
     for path in read_dir_sorted(root)? {
-        let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if let Some(id) = name.strip_prefix(&format!("{HIVE_KEY}=")) {
             if path.is_dir() {
                 out.push((path.clone(), id.to_string()));
@@ -147,11 +152,18 @@ fn hive_directories(root: &Path) -> Result<Vec<(PathBuf, String)>> {
 }
 
 fn is_parquet(path: &Path) -> bool {
-    let name = path.file_name().map(|s| s.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
     !name.starts_with('.') && !name.starts_with('_') && name.ends_with(".parquet")
 }
 
-fn collect_parquet(dir: &Path, recursive: bool, out: &mut Vec<(PathBuf, Option<String>)>) -> Result<()> {
+fn collect_parquet(
+    dir: &Path,
+    recursive: bool,
+    out: &mut Vec<(PathBuf, Option<String>)>,
+) -> Result<()> {
     for path in read_dir_sorted(dir)? {
         if path.is_dir() {
             if recursive {
@@ -176,7 +188,11 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
                 let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
                 let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
                 let (na, nb) = (trim_zeros(&a[..da]), trim_zeros(&b[..db]));
-                let ord = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb)).then(da.cmp(&db));
+                let ord = na
+                    .len()
+                    .cmp(&nb.len())
+                    .then_with(|| na.cmp(nb))
+                    .then(da.cmp(&db));
                 if ord != std::cmp::Ordering::Equal {
                     return ord;
                 }
@@ -195,7 +211,10 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 fn trim_zeros(digits: &[u8]) -> &[u8] {
-    let start = digits.iter().position(|&c| c != b'0').unwrap_or(digits.len());
+    let start = digits
+        .iter()
+        .position(|&c| c != b'0')
+        .unwrap_or(digits.len());
     &digits[start..]
 }
 
@@ -209,7 +228,11 @@ impl Discovery {
     ///
     /// Returns the feature names: `features` if given, otherwise every numeric column of
     /// the first non-empty file except the response and the machine key.
-    pub fn resolve_columns(&self, response: &str, features: Option<&[String]>) -> Result<Vec<String>> {
+    pub fn resolve_columns(
+        &self,
+        response: &str,
+        features: Option<&[String]>,
+    ) -> Result<Vec<String>> {
         let Some(first) = self.files.iter().find(|f| !f.schema.fields().is_empty()) else {
             return Err(RoseError::NoParquetFiles {
                 path: self.root.clone(),
@@ -239,8 +262,15 @@ impl Discovery {
                 ),
             });
         }
-        if let Some(dup) = features.iter().enumerate().find(|(i, f)| features[..*i].contains(f)) {
-            return Err(RoseError::option("--features", format!("column '{}' is listed twice", dup.1)));
+        if let Some(dup) = features
+            .iter()
+            .enumerate()
+            .find(|(i, f)| features[..*i].contains(f))
+        {
+            return Err(RoseError::option(
+                "--features",
+                format!("column '{}' is listed twice", dup.1),
+            ));
         }
         if features.iter().any(|f| f == response) {
             return Err(RoseError::option(
@@ -254,8 +284,12 @@ impl Discovery {
         for file in self.files.iter().filter(|f| !f.schema.fields().is_empty()) {
             for &name in &required {
                 let Ok(field) = file.schema.field_with_name(name) else {
-                    let available: Vec<&str> =
-                        file.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    let available: Vec<&str> = file
+                        .schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect();
                     if std::ptr::eq(file, first) {
                         return Err(RoseError::MissingColumn {
                             column: name.to_string(),

@@ -31,6 +31,22 @@ use udaf::{DerivativesUdaf, LocalFitUdaf, ModelSpec, ProgressHook};
 
 impl From<DataFusionError> for RoseError {
     fn from(e: DataFusionError) -> Self {
+        // A data problem found inside an aggregate travels as an external error; unwrap it
+        // so the user sees the machine and column, not the engine's wrapping.
+        if let DataFusionError::External(inner) = e.find_root() {
+            if let Some(RoseError::InvalidData {
+                machine,
+                column,
+                message,
+            }) = inner.downcast_ref::<RoseError>()
+            {
+                return RoseError::InvalidData {
+                    machine: machine.clone(),
+                    column: column.clone(),
+                    message: message.clone(),
+                };
+            }
+        }
         RoseError::Engine(e.strip_backtrace())
     }
 }
@@ -74,8 +90,10 @@ pub struct Dataset {
     newton: NewtonOptions,
     /// Machine ids in natural order.
     ids: Vec<String>,
-    /// Group key of each machine as the queries see it (a path in the flat layout).
+    /// Group key of each machine as the queries see it.
     keys: Vec<String>,
+    /// Object-store path of each machine's file in the flat layout.
+    paths: Vec<String>,
 }
 
 /// Everything a fit returns: the estimate and the facts of the data behind it.
@@ -121,21 +139,23 @@ impl Dataset {
         let ctx = SessionContext::new_with_config(config);
         register_table(&ctx, &discovery, &spec, &options.dir).await?;
 
-        let (ids, keys) = match &discovery.layout {
+        let (ids, paths) = match &discovery.layout {
             Layout::Hive => {
-                let ids: Vec<String> = discovery.path_machines().into_iter().map(|m| m.0).collect();
-                (ids.clone(), ids)
+                let ids = discovery.path_machines().into_iter().map(|m| m.0).collect();
+                (ids, Vec::new())
             }
             Layout::Flat => {
                 let ids = discovery.path_machines().into_iter().map(|m| m.0).collect();
-                let keys = discovery.files.iter().map(|f| object_store_key(&f.path)).collect();
-                (ids, keys)
+                let paths = discovery
+                    .files
+                    .iter()
+                    .map(|f| object_store_key(&f.path))
+                    .collect();
+                (ids, paths)
             }
-            Layout::Column(column) => {
-                let keys = distinct_keys(&ctx, column).await?;
-                (keys.clone(), keys)
-            }
+            Layout::Column(column) => (distinct_keys(&ctx, column).await?, Vec::new()),
         };
+        let keys = ids.clone();
         Ok(Dataset {
             ctx,
             discovery,
@@ -144,6 +164,7 @@ impl Dataset {
             newton: options.newton,
             ids,
             keys,
+            paths,
         })
     }
 
@@ -167,24 +188,56 @@ impl Dataset {
         self.ids.iter().position(|m| m == id).ok_or_else(|| {
             RoseError::option(
                 "--central",
-                format!("no machine named '{id}'; machines are: {}", self.ids.join(", ")),
+                format!(
+                    "no machine named '{id}'; machines are: {}",
+                    self.ids.join(", ")
+                ),
             )
         })
     }
 
     /// The per-machine input: machine key, response and features cast to `Float64`.
     async fn frame(&self, machine: Option<usize>) -> Result<DataFrame> {
+        if let (Layout::Flat, Some(j)) = (&self.discovery.layout, machine) {
+            // One file is one machine: read just that file.
+            let file = &self.discovery.files[j];
+            let table = listing_table(
+                &self.discovery,
+                &self.spec,
+                &self.discovery.root,
+                Some(file),
+            )?;
+            let df = self.ctx.read_table(Arc::new(table))?;
+            return self.project(df, lit(self.ids[j].clone()));
+        }
         let df = self.ctx.table(TABLE).await?;
         let key = match &self.discovery.layout {
             Layout::Hive => cast(ident(HIVE_KEY), DataType::Utf8),
-            Layout::Flat => input_file_name(),
+            Layout::Flat => {
+                // Name each file's machine by its id rather than its object-store path.
+                let mut case = datafusion::prelude::when(
+                    input_file_name().eq(lit(self.paths[0].clone())),
+                    lit(self.ids[0].clone()),
+                );
+                for (path, id) in self.paths.iter().zip(&self.ids).skip(1) {
+                    case = case.when(input_file_name().eq(lit(path.clone())), lit(id.clone()));
+                }
+                case.end()?
+            }
             Layout::Column(c) => cast(ident(c.as_str()), DataType::Utf8),
         };
         let df = match machine {
             Some(j) => df.filter(key.clone().eq(lit(self.keys[j].clone())))?,
             None => df,
         };
-        let mut columns = vec![key.alias(KEY), cast(ident(&self.spec.response), DataType::Float64)];
+        self.project(df, key)
+    }
+
+    fn project(&self, df: DataFrame, key: Expr) -> Result<DataFrame> {
+        let mut columns = vec![
+            key.alias(KEY),
+            cast(ident(&self.spec.response), DataType::Float64),
+        ];
         for feature in &self.spec.features {
             columns.push(cast(ident(feature), DataType::Float64));
         }
@@ -198,16 +251,29 @@ impl Dataset {
     }
 
     /// Runs one per-machine aggregate and returns its output rows keyed by machine index.
-    async fn per_machine(&self, udaf: AggregateUDF, machine: Option<usize>) -> Result<Vec<(usize, StructArray, usize)>> {
+    async fn per_machine(
+        &self,
+        udaf: AggregateUDF,
+        machine: Option<usize>,
+    ) -> Result<Vec<(usize, StructArray, usize)>> {
         let frame = self.frame(machine).await?;
         // The select above renamed the cast columns; refer to them by their output names.
-        let names: Vec<String> = frame.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<String> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let args: Vec<Expr> = names.iter().map(ident).collect();
         let _ = self.arguments();
         let aggregated = frame.aggregate(vec![ident(KEY)], vec![udaf.call(args).alias("stats")])?;
         let batches: Vec<RecordBatch> = aggregated.collect().await?;
-        let index: HashMap<&str, usize> =
-            self.keys.iter().enumerate().map(|(j, k)| (k.as_str(), j)).collect();
+        let index: HashMap<&str, usize> = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(j, k)| (k.as_str(), j))
+            .collect();
         let mut out = Vec::new();
         for batch in batches {
             let keys = as_string_array(batch.column(0))?;
@@ -222,7 +288,8 @@ impl Dataset {
                     return Err(RoseError::InvalidData {
                         machine: "<null>".into(),
                         column: self.machine_column_name(),
-                        message: "rows without a machine id; fill the column or drop those rows".into(),
+                        message: "rows without a machine id; fill the column or drop those rows"
+                            .into(),
                     });
                 }
                 if let Some(&j) = index.get(keys.value(row)) {
@@ -268,11 +335,19 @@ impl Dataset {
             .collect())
     }
 
-    async fn derivatives(&self, theta: &[f64], machine: Option<usize>) -> Result<Vec<Option<LocalDerivatives>>> {
+    async fn derivatives(
+        &self,
+        theta: &[f64],
+        machine: Option<usize>,
+    ) -> Result<Vec<Option<LocalDerivatives>>> {
         let udaf = AggregateUDF::from(DerivativesUdaf::new(
             self.spec.clone(),
             theta.to_vec(),
-            if machine.is_none() { self.progress.clone() } else { None },
+            if machine.is_none() {
+                self.progress.clone()
+            } else {
+                None
+            },
         ));
         let mut out: Vec<Option<LocalDerivatives>> = vec![None; self.ids.len()];
         for (j, stats, row) in self.per_machine(udaf, machine).await? {
@@ -303,8 +378,15 @@ impl DerivativeSource for Dataset {
         self.derivatives(theta, None).await
     }
 
-    async fn machine_derivatives(&self, theta: &[f64], machine: usize) -> Result<Option<LocalDerivatives>> {
-        Ok(self.derivatives(theta, Some(machine)).await?.swap_remove(machine))
+    async fn machine_derivatives(
+        &self,
+        theta: &[f64],
+        machine: usize,
+    ) -> Result<Option<LocalDerivatives>> {
+        Ok(self
+            .derivatives(theta, Some(machine))
+            .await?
+            .swap_remove(machine))
     }
 }
 
@@ -312,19 +394,48 @@ impl DerivativeSource for Dataset {
 /// without its leading `/`.
 fn object_store_key(path: &Path) -> String {
     let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    absolute.to_string_lossy().trim_start_matches('/').to_string()
+    absolute
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_string()
 }
 
-async fn register_table(ctx: &SessionContext, discovery: &Discovery, spec: &ModelSpec, dir: &Path) -> Result<()> {
+async fn register_table(
+    ctx: &SessionContext,
+    discovery: &Discovery,
+    spec: &ModelSpec,
+    dir: &Path,
+) -> Result<()> {
+    let table = listing_table(discovery, spec, dir, None)?;
+    ctx.register_table(TABLE, Arc::new(table))?;
+    Ok(())
+}
+
+/// Builds the listing table of the directory, or of one file of a flat layout.
+fn listing_table(
+    discovery: &Discovery,
+    spec: &ModelSpec,
+    dir: &Path,
+    only: Option<&discover::ParquetFile>,
+) -> Result<ListingTable> {
     // Declare the model columns as Float64 so files that store them as integers (or as
     // float32) read alike; DataFusion casts each file to this schema.
     let mut fields = vec![Field::new(&spec.response, DataType::Float64, true)];
-    fields.extend(spec.features.iter().map(|f| Field::new(f, DataType::Float64, true)));
+    fields.extend(
+        spec.features
+            .iter()
+            .map(|f| Field::new(f, DataType::Float64, true)),
+    );
     if let Layout::Column(column) = &discovery.layout {
         let original = discovery
             .files
             .iter()
-            .find_map(|f| f.schema.field_with_name(column).ok().map(|x| x.data_type().clone()))
+            .find_map(|f| {
+                f.schema
+                    .field_with_name(column)
+                    .ok()
+                    .map(|x| x.data_type().clone())
+            })
             .unwrap_or(DataType::Utf8);
         fields.push(Field::new(column, original, true));
     }
@@ -334,18 +445,22 @@ async fn register_table(ctx: &SessionContext, discovery: &Discovery, spec: &Mode
     let mut listing = ListingOptions::new(format).with_file_extension(".parquet");
     let config = match discovery.layout {
         Layout::Hive => {
-            listing = listing.with_table_partition_cols(vec![(HIVE_KEY.to_string(), DataType::Utf8)]);
+            listing =
+                listing.with_table_partition_cols(vec![(HIVE_KEY.to_string(), DataType::Utf8)]);
             let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
             let url = ListingTableUrl::parse(format!("{}/", root.to_string_lossy()))?;
             ListingTableConfig::new(url)
         }
         _ => {
-            let urls = discovery
-                .files
-                .iter()
-                .filter(|f| f.rows > 0)
+            let files: Vec<&discover::ParquetFile> = match only {
+                Some(file) => vec![file],
+                None => discovery.files.iter().filter(|f| f.rows > 0).collect(),
+            };
+            let urls = files
+                .into_iter()
                 .map(|f| {
-                    let absolute = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
+                    let absolute =
+                        std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
                     ListingTableUrl::parse(absolute.to_string_lossy())
                 })
                 .collect::<datafusion::error::Result<Vec<_>>>()?;
@@ -353,9 +468,7 @@ async fn register_table(ctx: &SessionContext, discovery: &Discovery, spec: &Mode
         }
     };
     let config = config.with_listing_options(listing).with_schema(schema);
-    let table = ListingTable::try_new(config)?;
-    ctx.register_table(TABLE, Arc::new(table))?;
-    Ok(())
+    Ok(ListingTable::try_new(config)?)
 }
 
 async fn distinct_keys(ctx: &SessionContext, column: &str) -> Result<Vec<String>> {

@@ -26,6 +26,7 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
 
+use crate::error::RoseError;
 use crate::family::Family;
 use crate::local_fit::{LocalFit, NewtonOptions, fit_local};
 use crate::moments::{DerivativeMoments, LocalDerivatives, Rows};
@@ -87,7 +88,12 @@ impl ModelSpec {
 
     /// Appends the rows of one input batch to `x` (row-major, intercept first) and `y`,
     /// after checking them. Returns the number of rows skipped for missing values.
-    fn append_rows(&self, values: &[ArrayRef], x: &mut Vec<f64>, y: &mut Vec<f64>) -> DfResult<u64> {
+    fn append_rows(
+        &self,
+        values: &[ArrayRef],
+        x: &mut Vec<f64>,
+        y: &mut Vec<f64>,
+    ) -> DfResult<u64> {
         let key = as_string_array(&values[0])?;
         let response = as_float64_array(&values[1])?;
         let columns: Vec<&Float64Array> = values[2..]
@@ -97,22 +103,27 @@ impl ModelSpec {
         let mut skipped = 0;
         x.reserve(response.len() * self.n_params());
         'rows: for i in 0..response.len() {
-            let machine = || key.is_valid(i).then(|| key.value(i)).unwrap_or("<null>").to_string();
+            let machine = || {
+                key.is_valid(i)
+                    .then(|| key.value(i))
+                    .unwrap_or("<null>")
+                    .to_string()
+            };
             let check = |array: &Float64Array, column: &str| -> DfResult<Option<f64>> {
                 if array.is_null(i) || !array.value(i).is_finite() {
                     if self.drop_missing {
                         return Ok(None);
                     }
                     let what = if array.is_null(i) {
-                        "null".to_string()
+                        "a null value".to_string()
                     } else {
-                        array.value(i).to_string()
+                        format!("the non-finite value {}", array.value(i))
                     };
                     return Err(data_error(
                         &machine(),
                         column,
                         &format!(
-                            "contains a {what} value; remove or impute such rows, or pass --drop-missing to skip them"
+                            "contains {what}; remove or impute such rows, or pass --drop-missing to skip them"
                         ),
                     ));
                 }
@@ -150,7 +161,11 @@ impl ModelSpec {
 }
 
 fn data_error(machine: &str, column: &str, message: &str) -> DataFusionError {
-    DataFusionError::Execution(format!("machine '{machine}', column '{column}': {message}"))
+    DataFusionError::External(Box::new(RoseError::InvalidData {
+        machine: machine.to_string(),
+        column: column.to_string(),
+        message: message.to_string(),
+    }))
 }
 
 fn f64_list(values: Vec<f64>) -> ArrayRef {
@@ -249,7 +264,9 @@ impl LocalFitUdaf {
             .unwrap_or(0);
         let failure_col = column("failure")?;
         let failure_array = as_string_array(&failure_col)?;
-        let failure = failure_array.is_valid(row).then(|| failure_array.value(row).to_string());
+        let failure = failure_array
+            .is_valid(row)
+            .then(|| failure_array.value(row).to_string());
         Ok(LocalFit {
             rows,
             estimate,
@@ -263,7 +280,9 @@ impl LocalFitUdaf {
 
 impl std::fmt::Debug for LocalFitUdaf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalFitUdaf").field("family", &self.spec.family).finish()
+        f.debug_struct("LocalFitUdaf")
+            .field("family", &self.spec.family)
+            .finish()
     }
 }
 
@@ -282,7 +301,6 @@ impl Hash for LocalFitUdaf {
 }
 
 impl AggregateUDFImpl for LocalFitUdaf {
-
     fn name(&self) -> &str {
         "rose_local_fit"
     }
@@ -302,10 +320,26 @@ impl AggregateUDFImpl for LocalFitUdaf {
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
         Ok(vec![
-            Arc::new(Field::new(format_state_name(args.name, "key"), DataType::Utf8, true)),
-            Arc::new(Field::new(format_state_name(args.name, "skipped"), DataType::UInt64, true)),
-            Arc::new(Field::new(format_state_name(args.name, "y"), list_type(), true)),
-            Arc::new(Field::new(format_state_name(args.name, "x"), list_type(), true)),
+            Arc::new(Field::new(
+                format_state_name(args.name, "key"),
+                DataType::Utf8,
+                true,
+            )),
+            Arc::new(Field::new(
+                format_state_name(args.name, "skipped"),
+                DataType::UInt64,
+                true,
+            )),
+            Arc::new(Field::new(
+                format_state_name(args.name, "y"),
+                list_type(),
+                true,
+            )),
+            Arc::new(Field::new(
+                format_state_name(args.name, "x"),
+                list_type(),
+                true,
+            )),
         ])
     }
 
@@ -345,7 +379,9 @@ impl std::fmt::Debug for LocalFitAccumulator {
 
 fn first_key(values: &ArrayRef) -> DfResult<Option<String>> {
     let keys = as_string_array(values)?;
-    Ok((0..keys.len()).find(|&i| keys.is_valid(i)).map(|i| keys.value(i).to_string()))
+    Ok((0..keys.len())
+        .find(|&i| keys.is_valid(i))
+        .map(|i| keys.value(i).to_string()))
 }
 
 impl Accumulator for LocalFitAccumulator {
@@ -414,7 +450,9 @@ impl Accumulator for LocalFitAccumulator {
             Arc::new(UInt32Array::from(vec![fit.iterations])),
             Arc::new(StringArray::from(vec![fit.failure])),
         ];
-        Ok(ScalarValue::Struct(Arc::new(StructArray::try_new(fields, arrays, None)?)))
+        Ok(ScalarValue::Struct(Arc::new(StructArray::try_new(
+            fields, arrays, None,
+        )?)))
     }
 
     fn size(&self) -> usize {
@@ -436,7 +474,11 @@ pub struct DerivativesUdaf {
 impl DerivativesUdaf {
     /// Creates the aggregate for a model at parameter value `theta`.
     pub fn new(spec: ModelSpec, theta: Vec<f64>, progress: Option<ProgressHook>) -> Self {
-        assert_eq!(theta.len(), spec.n_params(), "theta must have one entry per parameter");
+        assert_eq!(
+            theta.len(),
+            spec.n_params(),
+            "theta must have one entry per parameter"
+        );
         DerivativesUdaf {
             spec,
             theta,
@@ -486,7 +528,9 @@ impl DerivativesUdaf {
 
 impl std::fmt::Debug for DerivativesUdaf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DerivativesUdaf").field("theta", &self.theta).finish()
+        f.debug_struct("DerivativesUdaf")
+            .field("theta", &self.theta)
+            .finish()
     }
 }
 
@@ -494,7 +538,11 @@ impl PartialEq for DerivativesUdaf {
     fn eq(&self, other: &Self) -> bool {
         self.spec.same_as(&other.spec)
             && self.theta.len() == other.theta.len()
-            && self.theta.iter().zip(&other.theta).all(|(a, b)| a.to_bits() == b.to_bits())
+            && self
+                .theta
+                .iter()
+                .zip(&other.theta)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
     }
 }
 
@@ -508,7 +556,6 @@ impl Hash for DerivativesUdaf {
 }
 
 impl AggregateUDFImpl for DerivativesUdaf {
-
     fn name(&self) -> &str {
         "rose_local_derivatives"
     }
@@ -528,7 +575,11 @@ impl AggregateUDFImpl for DerivativesUdaf {
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
         let field = |name: &str, data_type: DataType| {
-            Arc::new(Field::new(format_state_name(args.name, name), data_type, true))
+            Arc::new(Field::new(
+                format_state_name(args.name, name),
+                data_type,
+                true,
+            ))
         };
         Ok(vec![
             field("key", DataType::Utf8),
@@ -594,7 +645,9 @@ impl Accumulator for DerivativesAccumulator {
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
         let list = |v: &Vec<f64>| -> DfResult<ScalarValue> {
-            Ok(ScalarValue::List(Arc::new(as_list_array(&f64_list(v.clone()))?.clone())))
+            Ok(ScalarValue::List(Arc::new(
+                as_list_array(&f64_list(v.clone()))?.clone(),
+            )))
         };
         Ok(vec![
             ScalarValue::Utf8(self.key.clone()),
@@ -658,7 +711,9 @@ impl Accumulator for DerivativesAccumulator {
             f64_list(d.gradient_outer),
             f64_list(d.hessian_variance),
         ];
-        Ok(ScalarValue::Struct(Arc::new(StructArray::try_new(fields, arrays, None)?)))
+        Ok(ScalarValue::Struct(Arc::new(StructArray::try_new(
+            fields, arrays, None,
+        )?)))
     }
 
     fn size(&self) -> usize {
