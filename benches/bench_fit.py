@@ -149,6 +149,11 @@ def os_name() -> str:
     return platform.system()
 
 
+def display_path(path: Path) -> str:
+    absolute = path.resolve()
+    return str(absolute.relative_to(REPO_ROOT)) if absolute.is_relative_to(REPO_ROOT) else str(absolute)
+
+
 def print_environment(rose: Path) -> None:
     import pyarrow
     import scipy
@@ -158,13 +163,14 @@ def print_environment(rose: Path) -> None:
     print(f"- CPU: {cpu_model()}, `nproc` = {os.cpu_count()}")
     print(f"- Memory: {total_memory()}")
     print(f"- OS: {os_name()}, Linux {platform.release()}")
-    print(f"- rose: {command_version([str(rose), '--version'])} (release profile)")
+    print(f"- rose: {command_version([str(rose), '--version'])}, binary `{display_path(rose)}`")
     print(f"- rustc: {command_version(['rustc', '--version'])}; datafusion {locked_version('datafusion')}")
     print(
         f"- Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
         f"pyarrow {pyarrow.__version__}, statsmodels {statsmodels.__version__}"
     )
-    print(f"- GNU time: {command_version([str(GNU_TIME), '--version']).splitlines()[0]}")
+    # Debian's GNU time prints "UNKNOWN" as its version, so ask the package manager.
+    print(f"- GNU time: Debian package {command_version(['dpkg-query', '-W', '-f', '${Version}', 'time'])}")
     print()
 
 

@@ -8,14 +8,18 @@ theta*_k = p^(-1/2) * (p - k) / (p - 1) for k = 1..p, so theta* falls linearly
 from p^(-1/2) to 0.
 
 Draws, all from numpy.random.default_rng(SEED) in this order, machine by machine:
-10,000 x 30 standard normals (rows of Z), then 10,000 uniforms U. Rows are
-X = Z L' with L the lower Cholesky factor of Sigma, and y = 1 if U < mu else 0.
+n x 30 standard normals (rows of Z), then n uniforms U, with n = 10,000 rows per
+machine by default. Rows are X = Z L' with L the lower Cholesky factor of Sigma,
+and y = 1 if U < mu else 0. With the same --rows, a smaller --machines writes the
+first machines of the larger data set unchanged.
 
 The output uses the Hive layout of scripts/hive_parquet.py (DIR/machine=00/part-0.parquet
 to DIR/machine=99/part-0.parquet, columns x01..x30 and y) plus DIR/theta_star.json,
 which is written last and so marks a complete data set.
 
-Usage: python benches/make_bench_data.py [DIR], default target/bench-data/logistic-100x10000
+Usage: python benches/make_bench_data.py [DIR] [--machines M] [--rows N]
+DIR defaults to target/bench-data/logistic-100x10000; --machines and --rows exist for
+the scaling measurements and default to 100 and 10,000.
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ from hive_parquet import write_hive  # noqa: E402
 DEFAULT_OUT = REPO_ROOT / "target" / "bench-data" / "logistic-100x10000"
 SEED = 20240620
 NUM_FEATURES = 30
-NUM_MACHINES = 100
-ROWS_PER_MACHINE = 10_000
+DEFAULT_MACHINES = 100
+DEFAULT_ROWS_PER_MACHINE = 10_000
 TOEPLITZ_BASE = 0.5
 METADATA_FILE = "theta_star.json"
 
@@ -53,7 +57,7 @@ def toeplitz_covariance(num_features: int, base: float) -> np.ndarray:
     return base ** np.abs(index[:, None] - index[None, :])
 
 
-def generate(out_dir: Path) -> None:
+def generate(out_dir: Path, num_machines: int, rows_per_machine: int) -> None:
     """Write the data set and its theta_star.json to `out_dir`."""
     theta_star = true_theta(NUM_FEATURES)
     cholesky = np.linalg.cholesky(toeplitz_covariance(NUM_FEATURES, TOEPLITZ_BASE))
@@ -64,10 +68,10 @@ def generate(out_dir: Path) -> None:
 
     rng = np.random.default_rng(SEED)
     parts = []
-    for _ in range(NUM_MACHINES):
-        features = rng.standard_normal((ROWS_PER_MACHINE, NUM_FEATURES)) @ cholesky.T
+    for _ in range(num_machines):
+        features = rng.standard_normal((rows_per_machine, NUM_FEATURES)) @ cholesky.T
         mean = 1.0 / (1.0 + np.exp(-(features @ theta_star)))
-        y = (rng.random(ROWS_PER_MACHINE) < mean).astype(np.float64)
+        y = (rng.random(rows_per_machine) < mean).astype(np.float64)
         parts.append((features, y))
 
     write_hive(out_dir, feature_names, parts)
@@ -75,8 +79,8 @@ def generate(out_dir: Path) -> None:
         "theta_star": theta_star.tolist(),
         "features": feature_names,
         "seed": SEED,
-        "machines": NUM_MACHINES,
-        "rows_per_machine": ROWS_PER_MACHINE,
+        "machines": num_machines,
+        "rows_per_machine": rows_per_machine,
     }
     (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
@@ -84,9 +88,15 @@ def generate(out_dir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument("--machines", type=int, default=DEFAULT_MACHINES, help="number of machines, 1 to 100")
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS_PER_MACHINE, help="rows per machine")
     args = parser.parse_args()
-    generate(args.out)
-    print(f"wrote {NUM_MACHINES} machines x {ROWS_PER_MACHINE} rows to {args.out}")
+    if not 1 <= args.machines <= 100:
+        parser.error(f"--machines must be between 1 and 100 (two-digit machine ids), got {args.machines}")
+    if args.rows < NUM_FEATURES:
+        parser.error(f"--rows must be at least {NUM_FEATURES} so that each local fit is identifiable, got {args.rows}")
+    generate(args.out, args.machines, args.rows)
+    print(f"wrote {args.machines} machines x {args.rows} rows to {args.out}")
 
 
 if __name__ == "__main__":

@@ -245,4 +245,72 @@ mod tests {
         assert!((effective_rows(&[500; 11]) - 5500.0).abs() < 1e-9);
         assert!(effective_rows(&[100, 900]) < 1000.0);
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn sample() -> impl Strategy<Value = (Vec<f64>, Vec<u64>, f64, usize)> {
+            (3usize..15).prop_flat_map(|m| {
+                (
+                    proptest::collection::vec(-10.0f64..10.0, m),
+                    proptest::collection::vec(20u64..2000, m),
+                    0.05f64..5.0,
+                    1usize..30,
+                )
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn vrmol_ignores_machine_order((values, rows, sigma, k) in sample()) {
+                let levels = QuantileLevels::new(k);
+                let a = vrmol(&values, &rows, sigma, &levels).unwrap();
+                let mut pairs: Vec<(f64, u64)> = values.iter().copied().zip(rows.iter().copied()).collect();
+                pairs.reverse();
+                pairs.rotate_left(1);
+                let (v2, r2): (Vec<f64>, Vec<u64>) = pairs.into_iter().unzip();
+                let b = vrmol(&v2, &r2, sigma, &levels).unwrap();
+                prop_assert!((a - b).abs() <= 1e-12 * (1.0 + a.abs()));
+            }
+
+            #[test]
+            fn vrmol_is_translation_equivariant((values, rows, sigma, k) in sample(), shift in -50.0f64..50.0) {
+                let levels = QuantileLevels::new(k);
+                let a = vrmol(&values, &rows, sigma, &levels).unwrap();
+                let moved: Vec<f64> = values.iter().map(|v| v + shift).collect();
+                let b = vrmol(&moved, &rows, sigma, &levels).unwrap();
+                prop_assert!((b - (a + shift)).abs() < 1e-9, "{} vs {}", b, a + shift);
+            }
+
+            /// With equal row counts the unequal-n formula is eq. (8) of Wang, Zhu and
+            /// Zhu, with m·√n in the denominator.
+            #[test]
+            fn equal_rows_reduce_to_equation_8((values, _rows, sigma, k) in sample(), n in 20u64..5000) {
+                let levels = QuantileLevels::new(k);
+                let m = values.len();
+                let got = vrmol(&values, &vec![n; m], sigma, &levels).unwrap();
+                let t0 = median(values.iter().copied()).unwrap();
+                let sqrt_n = (n as f64).sqrt();
+                let mut score = 0.0;
+                for (kappa, delta) in levels.kappa.iter().zip(&levels.delta) {
+                    for v in &values {
+                        let below = *v <= t0 + sigma * delta / sqrt_n;
+                        score += if below { 1.0 } else { 0.0 } - kappa;
+                    }
+                }
+                let expected = t0 - sigma * score / (m as f64 * sqrt_n * levels.density_sum);
+                prop_assert!((got - expected).abs() <= 1e-14 * (1.0 + expected.abs()));
+                prop_assert!((effective_rows(&vec![n; m]) - (m as u64 * n) as f64).abs() < 1e-6);
+            }
+
+            #[test]
+            fn median_is_within_range(values in proptest::collection::vec(-1e300f64..1e300, 1..40)) {
+                let med = median(values.iter().copied()).unwrap();
+                let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                prop_assert!(med >= lo && med <= hi);
+            }
+        }
+    }
 }

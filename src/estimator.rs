@@ -1,8 +1,8 @@
 //! The coordinator: robust aggregation of the machines' statistics and the one-step
 //! correction, for every estimator that `rose` offers.
 //!
-//! The coordinator never reads rows. It receives the first-round [`LocalFit`]s and asks a
-//! [`DerivativeSource`] for the machines' gradients and Hessians at broadcast parameter
+//! The coordinator never reads rows. It receives the first-round [`LocalFit`]s and requests from a
+//! [`DerivativeSource`] the machines' gradients and Hessians at broadcast parameter
 //! values, so the same code runs over DataFusion and over in-memory test data.
 
 use std::fmt;
@@ -65,7 +65,7 @@ impl Estimator {
         }
     }
 
-    /// Whether the estimator needs the second round (gradients and Hessians).
+    /// Returns whether the estimator needs the second round (gradients and Hessians).
     pub fn uses_second_round(self) -> bool {
         matches!(
             self,
@@ -175,7 +175,7 @@ pub struct MachineDiagnostics {
     pub converged: bool,
     /// Local Newton iterations.
     pub iterations: u32,
-    /// Why the machine's statistics could not be used, if they could not.
+    /// Reason the machine's statistics could not be used, if they could not.
     pub unusable: Option<String>,
     /// Largest standardised distance of the machine's statistics from the aggregate:
     /// `max_l |θ̂_jl − θ̂_l| / (σ_l/√n_j)`, and the same for the gradient when there is a

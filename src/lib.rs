@@ -2,10 +2,10 @@
 //!
 //! Data sit in `m` partitions ("machines"); a minority of them may be Byzantine and send
 //! arbitrary statistics. rose computes the Robust One-Step Estimator (ROSE) of Wang, Zhu
-//! and Zhu, "Byzantine-robust distributed one-step estimation": each machine fits its own
-//! M-estimator, the coordinator combines them by the variance-reduced median VRMOL, each
-//! machine then sends its gradient and Hessian at that point, these are combined the same
-//! way, and one Newton step gives the final estimate.
+//! and Zhu, "Byzantine-robust distributed one-step estimation". Each machine fits its own
+//! M-estimator, and the coordinator combines them by the variance-reduced median VRMOL.
+//! Each machine then sends its gradient and Hessian at that point, these are combined the
+//! same way, and one Newton step gives the final estimate.
 //!
 //! # Layout
 //!

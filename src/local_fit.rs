@@ -39,7 +39,7 @@ pub struct LocalFit {
     pub converged: bool,
     /// Newton iterations taken.
     pub iterations: u32,
-    /// Why the fit produced no usable estimate, if it did not.
+    /// Reason the fit produced no usable estimate, if it did not.
     pub failure: Option<String>,
 }
 
@@ -55,7 +55,7 @@ impl LocalFit {
         }
     }
 
-    /// Whether the fit produced an estimate.
+    /// Returns whether the fit produced an estimate.
     pub fn is_usable(&self) -> bool {
         self.failure.is_none() && !self.estimate.is_empty()
     }
@@ -73,10 +73,9 @@ impl LocalFit {
 /// J_j(θ) = (1/n_j) Σ_i (∇f_i(θ) − ∇F_j(θ))(∇f_i(θ) − ∇F_j(θ))ᵀ
 /// ```
 ///
-/// Fewer rows than parameters, a Hessian that is not positive definite (perfect
-/// separation or collinear features make it singular) and failure to converge are
-/// returned as a failed [`LocalFit`], not as an error, so that the coordinator can count
-/// the machine as missing.
+/// Fewer rows than parameters, a Hessian that is not positive definite, failure to
+/// converge and perfect separation return a failed [`LocalFit`], not an error. The
+/// coordinator then counts the machine as missing.
 pub fn fit_local(
     family: Family,
     rows: Rows<'_>,

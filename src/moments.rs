@@ -14,8 +14,8 @@
 
 use crate::family::Family;
 
-/// A batch of rows in row-major order: `x` holds `n × p` values (the intercept column
-/// included when the model has one) and `y` holds `n` responses.
+/// A batch of rows in row-major order: `x` contains `n × p` values (the intercept column
+/// included when the model has one) and `y` contains `n` responses.
 #[derive(Clone, Copy, Debug)]
 pub struct Rows<'a> {
     /// Design matrix, row-major, `y.len() × n_params` values.
@@ -30,7 +30,7 @@ impl Rows<'_> {
         self.y.len()
     }
 
-    /// Whether the batch has no rows.
+    /// Returns whether the batch has no rows.
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }

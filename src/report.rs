@@ -39,7 +39,7 @@ pub struct MachineRow {
     pub iterations: u32,
     /// Whether the machine's statistics were used.
     pub usable: bool,
-    /// Why they were not, if they were not.
+    /// Reason the statistics were not used, if they were not.
     pub failure: Option<String>,
     /// Largest standardised distance of its statistics from the aggregate.
     pub max_abs_z: f64,

@@ -8,7 +8,7 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Result, RoseError};
 
-/// How rows are assigned to machines.
+/// Assignment of rows to machines.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Layout {
     /// `DIR/machine=<id>/*.parquet`: the id comes from the directory name.
@@ -55,7 +55,8 @@ pub fn discover(root: &Path, machine_column: Option<&str>) -> Result<Discovery> 
     if !metadata.is_dir() {
         return Err(RoseError::Directory {
             path: root.to_path_buf(),
-            message: "not a directory; pass the directory that holds the Parquet files".to_string(),
+            message: "not a directory; pass the directory that contains the Parquet files"
+                .to_string(),
         });
     }
 

@@ -31,8 +31,8 @@ use udaf::{DerivativesUdaf, LocalFitUdaf, ModelSpec, ProgressHook};
 
 impl From<DataFusionError> for RoseError {
     fn from(e: DataFusionError) -> Self {
-        // A data problem found inside an aggregate travels as an external error; unwrap it
-        // so the user sees the machine and column, not the engine's wrapping.
+        // A data problem found inside an aggregate travels as an external error. Unwrap it
+        // so that the message names the machine and column without the engine's prefix.
         if let DataFusionError::External(inner) = e.find_root() {
             if let Some(RoseError::InvalidData {
                 machine,
@@ -56,7 +56,7 @@ const TABLE: &str = "rose_data";
 /// Column alias of the machine key in the per-machine queries.
 const KEY: &str = "__rose_machine";
 
-/// What to read and how to fit it.
+/// Input directory, model and engine settings of a fit.
 #[derive(Clone)]
 pub struct DataOptions {
     /// Directory of Parquet files.
@@ -196,7 +196,7 @@ impl Dataset {
         })
     }
 
-    /// The per-machine input: machine key, response and features cast to `Float64`.
+    /// Builds the per-machine input: machine key, response and features cast to `Float64`.
     async fn frame(&self, machine: Option<usize>) -> Result<DataFrame> {
         if let (Layout::Flat, Some(j)) = (&self.discovery.layout, machine) {
             // One file is one machine: read just that file.
@@ -236,18 +236,12 @@ impl Dataset {
     fn project(&self, df: DataFrame, key: Expr) -> Result<DataFrame> {
         let mut columns = vec![
             key.alias(KEY),
-            cast(ident(&self.spec.response), DataType::Float64),
+            cast(ident(&self.spec.response), DataType::Float64).alias(&self.spec.response),
         ];
         for feature in &self.spec.features {
-            columns.push(cast(ident(feature), DataType::Float64));
+            columns.push(cast(ident(feature), DataType::Float64).alias(feature));
         }
         Ok(df.select(columns)?)
-    }
-
-    fn arguments(&self) -> Vec<Expr> {
-        let mut args = vec![ident(KEY), ident(&self.spec.response)];
-        args.extend(self.spec.features.iter().map(ident));
-        args
     }
 
     /// Runs one per-machine aggregate and returns its output rows keyed by machine index.
@@ -257,15 +251,8 @@ impl Dataset {
         machine: Option<usize>,
     ) -> Result<Vec<(usize, StructArray, usize)>> {
         let frame = self.frame(machine).await?;
-        // The select above renamed the cast columns; refer to them by their output names.
-        let names: Vec<String> = frame
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        let args: Vec<Expr> = names.iter().map(ident).collect();
-        let _ = self.arguments();
+        let mut args = vec![ident(KEY), ident(&self.spec.response)];
+        args.extend(self.spec.features.iter().map(ident));
         let aggregated = frame.aggregate(vec![ident(KEY)], vec![udaf.call(args).alias("stats")])?;
         let batches: Vec<RecordBatch> = aggregated.collect().await?;
         let index: HashMap<&str, usize> = self

@@ -62,14 +62,14 @@ pub fn column(fit: &Value, key: &str) -> Vec<f64> {
         .collect()
 }
 
-/// The reference values written by `tests/reference/rose_reference.py`.
+/// Reads the reference values written by `tests/reference/rose_reference.py`.
 pub fn reference() -> Value {
     let path = root().join("tests/reference/values.json");
     let text = std::fs::read_to_string(&path).expect("reference values exist");
     serde_json::from_str(&text).expect("reference values are JSON")
 }
 
-/// A JSON array of numbers as a vector.
+/// Converts a JSON array of numbers to a vector.
 pub fn numbers(value: &Value) -> Vec<f64> {
     value
         .as_array()
