@@ -12,6 +12,9 @@ use std::str::FromStr;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::aggregate::{self, QuantileLevels};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
 use crate::attack::Attack;
 use crate::error::{Result, RoseError};
 use crate::linalg;
@@ -38,11 +41,18 @@ pub enum Estimator {
     /// Algorithm 2 (eq. 20): as `Rose`, with every scale the median of the machines' own
     /// variance estimates, so a Byzantine or empty central machine is tolerated.
     RoseRv,
+    /// Communication-efficient surrogate likelihood (Jordan, Lee and Yang 2019): Newton
+    /// iterations from the central machine's estimate with the row-weighted mean gradient
+    /// and the central machine's Hessian.
+    Csl,
+    /// VRMOL-aggregated gradient with the central machine's Hessian (Tu, Liu, Mao and
+    /// Chen 2021), iterated like `Csl`.
+    Vrmom,
 }
 
 impl Estimator {
     /// All estimators, in documentation order.
-    pub const ALL: [Estimator; 7] = [
+    pub const ALL: [Estimator; 9] = [
         Estimator::Avg,
         Estimator::OneStep,
         Estimator::Med,
@@ -50,6 +60,8 @@ impl Estimator {
         Estimator::RoseMed,
         Estimator::Rose,
         Estimator::RoseRv,
+        Estimator::Csl,
+        Estimator::Vrmom,
     ];
 
     /// Name used on the command line and in output.
@@ -62,15 +74,14 @@ impl Estimator {
             Estimator::RoseMed => "rose-med",
             Estimator::Rose => "rose",
             Estimator::RoseRv => "rose-rv",
+            Estimator::Csl => "csl",
+            Estimator::Vrmom => "vrmom",
         }
     }
 
     /// Returns whether the estimator needs the second round (gradients and Hessians).
     pub fn uses_second_round(self) -> bool {
-        matches!(
-            self,
-            Estimator::OneStep | Estimator::RoseMed | Estimator::Rose | Estimator::RoseRv
-        )
+        !matches!(self, Estimator::Avg | Estimator::Med | Estimator::Vrmol)
     }
 }
 
@@ -113,6 +124,27 @@ pub struct EstimatorOptions {
     pub byzantine: Vec<usize>,
     /// Attack applied to the statistics of the machines in `byzantine`.
     pub attack: Option<Attack>,
+    /// Rounds of the iterative estimators `csl` and `vrmom`.
+    pub iterations: usize,
+    /// Seed of the random attacks.
+    pub seed: u64,
+}
+
+impl EstimatorOptions {
+    /// Returns options for `estimator` with the defaults of the command line: K = 10,
+    /// 95% intervals, machine 0 central, no attack, 10 iterations.
+    pub fn new(estimator: Estimator) -> Self {
+        EstimatorOptions {
+            estimator,
+            k_quantiles: 10,
+            confidence: 0.95,
+            central: 0,
+            byzantine: Vec::new(),
+            attack: None,
+            iterations: 10,
+            seed: 0,
+        }
+    }
 }
 
 impl EstimatorOptions {
@@ -137,6 +169,15 @@ impl EstimatorOptions {
             return Err(RoseError::option(
                 "--central",
                 "central machine index out of range",
+            ));
+        }
+        if self.iterations == 0 || self.iterations > 10_000 {
+            return Err(RoseError::option(
+                "--iterations",
+                format!(
+                    "{} is out of range: use an integer from 1 to 10000",
+                    self.iterations
+                ),
             ));
         }
         if !self.byzantine.is_empty() && self.attack.is_none() {
@@ -164,6 +205,15 @@ pub trait DerivativeSource {
         theta: &[f64],
         machine: usize,
     ) -> impl Future<Output = Result<Option<LocalDerivatives>>> + Send;
+
+    /// Computes every machine's mean gradient and gradient variances at `theta`; the
+    /// Hessian fields may be left empty. The default computes everything.
+    fn all_gradients(
+        &self,
+        theta: &[f64],
+    ) -> impl Future<Output = Result<Vec<Option<LocalDerivatives>>>> + Send {
+        self.all_derivatives(theta)
+    }
 }
 
 /// Per-machine diagnostics of an estimate.
@@ -208,6 +258,10 @@ pub struct Estimation {
     pub machines: Vec<MachineDiagnostics>,
     /// Warnings for the user (few machines, fallbacks taken).
     pub warnings: Vec<String>,
+    /// Iterates of `csl` and `vrmom`, starting point first; empty for other estimators.
+    pub path: Vec<Vec<f64>>,
+    /// Whether an iterative estimator diverged (an iterate not finite or exploding).
+    pub diverged: bool,
 }
 
 /// Family-wise false-alarm rate of the per-machine outlier flag.
@@ -245,13 +299,20 @@ pub async fn estimate<S: DerivativeSource>(
     let injected: Vec<bool> = (0..m).map(|j| options.byzantine.contains(&j)).collect();
 
     // Round 1: the messages as received, after any injected corruption.
+    let mut rng = StdRng::seed_from_u64(options.seed);
     let mut unusable: Vec<Option<String>> = fits.iter().map(|f| f.failure.clone()).collect();
     let mut first = fits.clone();
-    for (j, fit) in first.iter_mut().enumerate() {
-        if let (true, Some(attack)) = (injected[j], options.attack) {
-            attack.apply_all(&mut fit.estimate);
-            attack.apply_all(&mut fit.variance);
+    if let Some(attack) = options.attack {
+        let mut estimates: Vec<Vec<f64>> = first.iter().map(|f| f.estimate.clone()).collect();
+        let mut variances: Vec<Vec<f64>> = first.iter().map(|f| f.variance.clone()).collect();
+        attack.corrupt(&mut estimates, &injected, &mut rng);
+        attack.corrupt(&mut variances, &injected, &mut rng);
+        for ((fit, e), v) in first.iter_mut().zip(estimates).zip(variances) {
+            fit.estimate = e;
+            fit.variance = v;
         }
+    }
+    for (j, fit) in first.iter_mut().enumerate() {
         let finite = fit
             .estimate
             .iter()
@@ -343,6 +404,25 @@ pub async fn estimate<S: DerivativeSource>(
                 .collect();
             partial_result(vrmol_theta(&scale), std_error, vrmol_factor, n_eff)
         }
+        Estimator::Csl | Estimator::Vrmom => {
+            let central = &fits[options.central];
+            if !central.is_usable() {
+                return Err(RoseError::option(
+                    "--central",
+                    format!(
+                        "{} starts from the central machine's local estimate, but machine '{}' has none ({}); name another with --central",
+                        options.estimator,
+                        ids[options.central],
+                        central.failure.as_deref().unwrap_or("unusable")
+                    ),
+                ));
+            }
+            let start = central.estimate.clone();
+            iterate_central_hessian(
+                options, ids, source, &levels, start, &rows, &injected, &mut rng,
+            )
+            .await?
+        }
         Estimator::OneStep | Estimator::RoseMed | Estimator::Rose | Estimator::RoseRv => {
             let start = match options.estimator {
                 Estimator::OneStep => theta_avg.clone(),
@@ -366,6 +446,7 @@ pub async fn estimate<S: DerivativeSource>(
                 &mut unusable,
                 factor,
                 &mut warnings,
+                &mut rng,
             )
             .await?
         }
@@ -399,6 +480,26 @@ pub async fn estimate<S: DerivativeSource>(
             }
         })
         .collect();
+    let usable_count = result
+        .machines
+        .iter()
+        .filter(|d| d.unusable.is_none())
+        .count();
+    let outliers = result.machines.iter().filter(|d| d.outlier).count();
+    if usable_count >= 3 && 2 * outliers > usable_count {
+        warnings.push(format!(
+            "{outliers} of {usable_count} usable machines lie far from the aggregate, so the \
+             estimate is unreliable; Byzantine statistics bias the medians most when machines \
+             have few rows for the number of features, so compare estimators and the machine table"
+        ));
+    }
+    let missing = (0..p).filter(|&l| !result.std_error[l].is_finite()).count();
+    if missing > 0 {
+        warnings.push(format!(
+            "{missing} standard error(s) are not available: the variance estimate is negative or \
+             not finite, which Byzantine statistics cause in a non-robust estimator"
+        ));
+    }
     result.warnings.splice(0..0, warnings);
     Ok(result.into_estimation())
 }
@@ -414,6 +515,8 @@ struct PartialResult {
     machines: Vec<MachineDiagnostics>,
     machine_gradient_z: Vec<f64>,
     warnings: Vec<String>,
+    path: Vec<Vec<f64>>,
+    diverged: bool,
 }
 
 impl PartialResult {
@@ -427,6 +530,8 @@ impl PartialResult {
             outlier_threshold: self.outlier_threshold,
             machines: self.machines,
             warnings: self.warnings,
+            path: self.path,
+            diverged: self.diverged,
         }
     }
 }
@@ -447,6 +552,8 @@ fn partial_result(
         machines: Vec::new(),
         machine_gradient_z: Vec::new(),
         warnings: Vec::new(),
+        path: Vec::new(),
+        diverged: false,
     }
 }
 
@@ -536,6 +643,7 @@ async fn second_round<S: DerivativeSource>(
     unusable: &mut [Option<String>],
     factor: f64,
     warnings: &mut Vec<String>,
+    rng: &mut StdRng,
 ) -> Result<PartialResult> {
     let m = rows.len();
     let p = start.len();
@@ -549,18 +657,14 @@ async fn second_round<S: DerivativeSource>(
     let central_own = received[options.central].clone();
 
     let mut messages: Vec<Option<LocalDerivatives>> = received;
+    if let Some(attack) = options.attack {
+        corrupt_derivatives(attack, &mut messages, injected, rng);
+    }
     let mut round_two_failed: Vec<Option<String>> = vec![None; m];
     for (j, message) in messages.iter_mut().enumerate() {
         match message {
             None => round_two_failed[j] = Some("has no rows".to_string()),
             Some(d) => {
-                if let (true, Some(attack)) = (injected[j], options.attack) {
-                    attack.apply_all(&mut d.gradient);
-                    attack.apply_all(&mut d.hessian);
-                    attack.apply_all(&mut d.gradient_covariance);
-                    attack.apply_all(&mut d.gradient_outer);
-                    attack.apply_all(&mut d.hessian_variance);
-                }
                 let finite = d.gradient.iter().chain(&d.hessian).all(|v| v.is_finite());
                 if !finite {
                     round_two_failed[j] = Some("sent non-finite derivatives".to_string());
@@ -654,6 +758,15 @@ async fn second_round<S: DerivativeSource>(
     };
 
     // The one-step correction θ̂ = θ₀ − Ĥ⁻¹ ĝ.
+    let singular_hint = || {
+        if options.estimator == Estimator::OneStep {
+            "the mean of the machines' Hessians takes Byzantine statistics unchecked; \
+             use a robust estimator such as rose or rose-rv"
+                .to_string()
+        } else {
+            "check the features for collinearity, or compare with --estimator rose-med".to_string()
+        }
+    };
     let step = match linalg::solve_spd(&hessian, &gradient) {
         Some(step) => step,
         None => {
@@ -663,12 +776,20 @@ async fn second_round<S: DerivativeSource>(
             );
             linalg::solve_general(&hessian, &gradient).ok_or_else(|| {
                 RoseError::SingularHessian {
-                    hint: "check the features for collinearity, or use --estimator rose-med"
-                        .to_string(),
+                    hint: singular_hint(),
                 }
             })?
         }
     };
+    let step_norm = norm(&step);
+    if step_norm > LARGE_STEP * (1.0 + norm(start)) {
+        warnings.push(format!(
+            "the one-step correction is large (norm {step_norm:.3e} against {:.3e} for the start): \
+             the aggregated Hessian is probably ill-conditioned, because machines have few rows for \
+             the number of features or many statistics are corrupted; compare with other estimators",
+            norm(start)
+        ));
+    }
     let estimate: Vec<f64> = start.iter().zip(&step).map(|(t, s)| t - s).collect();
 
     // Covariance: H⁻¹ U H⁻¹ with U the uncentred gradient second moment (Remark 8).
@@ -686,7 +807,7 @@ async fn second_round<S: DerivativeSource>(
     let inverse = linalg::inverse_spd(&hessian, p)
         .or_else(|| linalg::inverse_general(&hessian, p))
         .ok_or_else(|| RoseError::SingularHessian {
-            hint: "check the features for collinearity".to_string(),
+            hint: singular_hint(),
         })?;
     let covariance: Vec<f64> = linalg::sandwich(&inverse, &outer, p)
         .iter()
@@ -720,5 +841,180 @@ async fn second_round<S: DerivativeSource>(
         machines: Vec::new(),
         machine_gradient_z,
         warnings: Vec::new(),
+        path: Vec::new(),
+        diverged: false,
     })
+}
+
+/// Applies `attack` to every field of the second-round messages of the Byzantine machines.
+fn corrupt_derivatives(
+    attack: Attack,
+    messages: &mut [Option<LocalDerivatives>],
+    injected: &[bool],
+    rng: &mut StdRng,
+) {
+    let fields: [fn(&mut LocalDerivatives) -> &mut Vec<f64>; 5] = [
+        |d| &mut d.gradient,
+        |d| &mut d.hessian,
+        |d| &mut d.gradient_covariance,
+        |d| &mut d.gradient_outer,
+        |d| &mut d.hessian_variance,
+    ];
+    for field in fields {
+        let mut values: Vec<Vec<f64>> = messages
+            .iter_mut()
+            .map(|m| m.as_mut().map(|d| field(d).clone()).unwrap_or_default())
+            .collect();
+        attack.corrupt(&mut values, injected, rng);
+        for (message, v) in messages.iter_mut().zip(values) {
+            if let Some(d) = message {
+                *field(d) = v;
+            }
+        }
+    }
+}
+
+/// Ratio of the Newton step's norm to `1 + ‖θ₀‖` above which the correction is reported
+/// as suspicious.
+const LARGE_STEP: f64 = 10.0;
+
+/// Norm beyond which an iterate counts as diverged, relative to the starting point.
+const DIVERGENCE_FACTOR: f64 = 1e3;
+
+/// Iterates `θ_{t+1} = θ_t − ∇²F₁(θ_t)⁻¹ ĝ(θ_t)` from the central machine's local
+/// estimate.
+///
+/// `csl` takes `ĝ` as the row-weighted mean of the machines' gradients, `vrmom` as their
+/// VRMOL with scales from the central machine's own gradient variances. The central
+/// machine's Hessian and scales come from its own rows. An iterate that is not finite, or
+/// whose norm exceeds `DIVERGENCE_FACTOR` times that of the start, stops the iteration
+/// and marks the result as diverged.
+#[allow(clippy::too_many_arguments)]
+async fn iterate_central_hessian<S: DerivativeSource>(
+    options: &EstimatorOptions,
+    ids: &[String],
+    source: &S,
+    levels: &QuantileLevels,
+    start: Vec<f64>,
+    rows: &[u64],
+    injected: &[bool],
+    rng: &mut StdRng,
+) -> Result<PartialResult> {
+    let m = rows.len();
+    let p = start.len();
+    let start_norm = norm(&start).max(1.0);
+    let mut theta = start.clone();
+    let mut path = vec![start];
+    let mut diverged = false;
+    for _ in 0..options.iterations {
+        let mut messages = source.all_gradients(&theta).await?;
+        if let Some(attack) = options.attack {
+            let mut gradients: Vec<Vec<f64>> = messages
+                .iter()
+                .map(|d| d.as_ref().map(|d| d.gradient.clone()).unwrap_or_default())
+                .collect();
+            attack.corrupt(&mut gradients, injected, rng);
+            for (message, g) in messages.iter_mut().zip(gradients) {
+                if let Some(d) = message {
+                    d.gradient = g;
+                }
+            }
+        }
+        let usable: Vec<(f64, &Vec<f64>)> = messages
+            .iter()
+            .zip(rows)
+            .filter_map(|(d, &n)| d.as_ref().map(|d| (n as f64, &d.gradient)))
+            .filter(|(_, g)| g.iter().all(|v| v.is_finite()))
+            .collect();
+        let central = source
+            .machine_derivatives(&theta, options.central)
+            .await?
+            .ok_or_else(|| no_central_rows(ids, options.central))?;
+        let gradient: Vec<f64> = match options.estimator {
+            Estimator::Csl => {
+                let total: f64 = usable.iter().map(|(n, _)| n).sum();
+                (0..p)
+                    .map(|l| usable.iter().map(|(n, g)| g[l] * n / total).sum())
+                    .collect()
+            }
+            _ => {
+                let used_rows: Vec<u64> = usable.iter().map(|(n, _)| *n as u64).collect();
+                let scale = central.gradient_variance();
+                (0..p)
+                    .map(|l| {
+                        let values: Vec<f64> = usable.iter().map(|(_, g)| g[l]).collect();
+                        aggregate::vrmol(&values, &used_rows, scale[l].sqrt(), levels)
+                            .unwrap_or(f64::NAN)
+                    })
+                    .collect()
+            }
+        };
+        let step = linalg::solve_spd(&central.hessian, &gradient)
+            .or_else(|| linalg::solve_general(&central.hessian, &gradient));
+        let next: Option<Vec<f64>> =
+            step.map(|s| theta.iter().zip(&s).map(|(t, d)| t - d).collect());
+        match next {
+            Some(next)
+                if next.iter().all(|v| v.is_finite())
+                    && norm(&next) <= DIVERGENCE_FACTOR * start_norm =>
+            {
+                theta = next;
+                path.push(theta.clone());
+            }
+            _ => {
+                diverged = true;
+                break;
+            }
+        }
+    }
+
+    // Sandwich of the central machine at the last iterate.
+    let central = source
+        .machine_derivatives(&theta, options.central)
+        .await?
+        .ok_or_else(|| no_central_rows(ids, options.central))?;
+    let total: f64 = rows.iter().map(|&n| n as f64).sum();
+    let (factor, divisor) = match options.estimator {
+        Estimator::Csl => (1.0, total),
+        _ => (
+            if m >= 3 { levels.d_k() } else { 1.0 },
+            aggregate::effective_rows(rows),
+        ),
+    };
+    let covariance: Vec<f64> = linalg::inverse_spd(&central.hessian, p)
+        .or_else(|| linalg::inverse_general(&central.hessian, p))
+        .map(|inverse| linalg::sandwich(&inverse, &central.gradient_outer, p))
+        .unwrap_or_else(|| vec![f64::NAN; p * p])
+        .iter()
+        .map(|v| v / divisor)
+        .collect();
+    let std_error = (0..p)
+        .map(|l| (factor * covariance[l * p + l]).sqrt())
+        .collect();
+    let warnings = if diverged {
+        vec![format!(
+            "{} diverged after {} iterations; the estimate is the last iterate before that",
+            options.estimator,
+            path.len() - 1
+        )]
+    } else {
+        Vec::new()
+    };
+    Ok(PartialResult {
+        estimate: theta,
+        std_error,
+        covariance,
+        efficiency_factor: factor,
+        effective_rows: divisor,
+        outlier_threshold: f64::INFINITY,
+        machines: Vec::new(),
+        machine_gradient_z: Vec::new(),
+        warnings,
+        path,
+        diverged,
+    })
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }

@@ -41,11 +41,14 @@ pub mod attack;
 pub mod engine;
 pub mod error;
 pub mod estimator;
+pub mod experiment;
 pub mod family;
 pub mod linalg;
 pub mod local_fit;
+pub mod memory;
 pub mod moments;
 pub mod report;
+pub mod simulate;
 
 pub use error::{Result, RoseError};
 pub use estimator::{Estimation, Estimator, EstimatorOptions};

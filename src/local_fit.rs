@@ -92,7 +92,7 @@ pub fn fit_local(
     }
 
     let mut theta = vec![0.0; n_params];
-    let mut current = DerivativeMoments::from_rows(family, &theta, rows);
+    let mut current = DerivativeMoments::first_moments(family, &theta, rows);
     let mut converged = false;
     let mut iterations = 0;
     while iterations < options.max_iterations {
@@ -111,7 +111,7 @@ pub fn fit_local(
                 .zip(&direction)
                 .map(|(t, d)| t - step * d)
                 .collect();
-            let moments = DerivativeMoments::from_rows(family, &candidate, rows);
+            let moments = DerivativeMoments::first_moments(family, &candidate, rows);
             let acceptable = moments.loss_mean.is_finite()
                 && moments.loss_mean <= current.loss_mean + 1e-12 * current.loss_mean.abs();
             if acceptable || halvings >= options.max_halvings {
@@ -143,9 +143,9 @@ pub fn fit_local(
 
     if !converged {
         let hint = if family == Family::Logistic {
-            "; the response may be perfectly separated by the features"
+            "; raise --max-iterations, or check whether the features perfectly separate the response"
         } else {
-            ""
+            "; raise --max-iterations"
         };
         return LocalFit::failed(
             n,
@@ -172,7 +172,7 @@ pub fn fit_local(
         }
     }
 
-    let derivatives = current.finish();
+    let derivatives = DerivativeMoments::from_rows(family, &theta, rows).finish();
     let Some(variance) = sandwich_diagonal(&derivatives.hessian, &derivatives.gradient_covariance)
     else {
         return LocalFit::failed(n, iterations, singular_reason(family));

@@ -1,21 +1,11 @@
 //! The `rose` command-line tool.
 
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+mod cli;
+
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
-
-use rose::attack::Attack;
-use rose::engine::udaf::{MachineEvent, ProgressHook};
-use rose::engine::{DataOptions, Dataset};
-use rose::estimator::{Estimator, EstimatorOptions};
-use rose::local_fit::NewtonOptions;
-use rose::report::Summary;
-use rose::{Family, Result, RoseError};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -32,108 +22,32 @@ struct Cli {
 enum Command {
     /// Fit a model with a robust one-step estimator; each machine is one Parquet file or
     /// one `machine=<id>/` directory.
-    Fit(FitArgs),
+    Fit(cli::fit::FitArgs),
+    /// Write a simulated Parquet directory with the design of the paper's Section 5.1.
+    Simulate(cli::simulate::SimulateArgs),
+    /// Regenerate a table of the paper's simulation studies (Tables 1 to 7).
+    Experiment(cli::experiment::ExperimentArgs),
 }
 
+/// Output format of results.
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
+pub enum Format {
+    /// Text tables.
     Table,
+    /// One JSON document.
     Json,
+    /// Comma-separated values.
     Csv,
-}
-
-#[derive(Args)]
-struct FitArgs {
-    /// Directory of Parquet files: DIR/machine=<id>/*.parquet or DIR/*.parquet.
-    dir: PathBuf,
-
-    /// Model family: logistic, poisson or gaussian.
-    #[arg(long, default_value = "logistic")]
-    family: Family,
-
-    /// Response column.
-    #[arg(long, default_value = "y")]
-    response: String,
-
-    /// Feature columns, comma separated [default: every numeric column except the
-    /// response and the machine key].
-    #[arg(long, value_delimiter = ',', conflicts_with = "features_file")]
-    features: Option<Vec<String>>,
-
-    /// File listing the feature columns, one per line.
-    #[arg(long)]
-    features_file: Option<PathBuf>,
-
-    /// Fit without an intercept.
-    #[arg(long)]
-    no_intercept: bool,
-
-    /// Column that names each row's machine, instead of the file layout.
-    #[arg(long)]
-    machine_column: Option<String>,
-
-    /// Central machine id [default: the first machine in natural order].
-    #[arg(long)]
-    central: Option<String>,
-
-    /// Estimator: avg, onestep, med, vrmol, rose-med, rose or rose-rv.
-    #[arg(long, default_value = "rose")]
-    estimator: Estimator,
-
-    /// Number of VRMOL quantile levels K, with kappa_k = k/(K+1).
-    #[arg(short = 'K', long = "quantiles", default_value_t = 10)]
-    quantiles: usize,
-
-    /// Confidence level of the intervals.
-    #[arg(long, default_value_t = 0.95)]
-    confidence: f64,
-
-    /// Convergence tolerance of the local Newton-Raphson fits (relative step size).
-    #[arg(long, default_value_t = 1e-10)]
-    tolerance: f64,
-
-    /// Iteration cap of the local Newton-Raphson fits.
-    #[arg(long, default_value_t = 100)]
-    max_iterations: u32,
-
-    /// Skip rows with null or non-finite values in the model's columns instead of failing.
-    #[arg(long)]
-    drop_missing: bool,
-
-    /// Machines whose transmitted statistics are corrupted (fault injection), comma
-    /// separated ids.
-    #[arg(long, value_delimiter = ',', requires = "attack")]
-    byzantine_machines: Option<Vec<String>>,
-
-    /// Attack used by the Byzantine machines: scale:C, nan, inf or huge.
-    #[arg(long)]
-    attack: Option<Attack>,
-
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    format: Format,
-
-    /// Write the output to this file instead of standard output.
-    #[arg(short, long)]
-    output: Option<PathBuf>,
-
-    /// DataFusion execution partitions [default: number of cores].
-    #[arg(long)]
-    partitions: Option<usize>,
-
-    /// Print only errors on standard error.
-    #[arg(short, long, conflicts_with = "verbose")]
-    quiet: bool,
-
-    /// Log one line per machine and round (rows, iterations, time).
-    #[arg(short, long)]
-    verbose: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Fit(args) = cli.command;
-    init_logging(args.quiet, args.verbose);
+    let (quiet, verbose) = match &cli.command {
+        Command::Fit(args) => (args.quiet, args.verbose),
+        Command::Simulate(args) => (args.quiet, false),
+        Command::Experiment(args) => (args.quiet, false),
+    };
+    init_logging(quiet, verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -144,7 +58,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_fit(args)) {
+    let result = match cli.command {
+        Command::Fit(args) => runtime.block_on(cli::fit::run_fit(args)),
+        Command::Simulate(args) => cli::simulate::run_simulate(args),
+        Command::Experiment(args) => cli::experiment::run_experiment(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -166,154 +85,7 @@ fn init_logging(quiet: bool, verbose: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
-}
-
-fn read_features_file(path: &PathBuf) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|source| RoseError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let features: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect();
-    if features.is_empty() {
-        return Err(RoseError::option(
-            "--features-file",
-            format!("{} lists no columns", path.display()),
-        ));
-    }
-    Ok(features)
-}
-
-async fn run_fit(args: FitArgs) -> Result<()> {
-    let features = match (&args.features, &args.features_file) {
-        (Some(list), _) => Some(list.iter().map(|s| s.trim().to_string()).collect()),
-        (None, Some(path)) => Some(read_features_file(path)?),
-        (None, None) => None,
-    };
-    let show_progress = !args.quiet && std::io::stderr().is_terminal();
-    let progress = ProgressBar::hidden();
-    if show_progress {
-        progress.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        progress.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} machines")
-                .expect("valid progress template")
-                .progress_chars("=> "),
-        );
-    }
-    let bar = progress.clone();
-    let verbose = args.verbose;
-    let hook: ProgressHook = Arc::new(move |event: MachineEvent| {
-        bar.inc(1);
-        if verbose {
-            tracing::debug!(
-                machine = %event.key,
-                rows = event.rows,
-                iterations = event.iterations,
-                elapsed_ms = event.elapsed.as_millis() as u64,
-                "machine statistics done"
-            );
-        }
-    });
-
-    let data = DataOptions {
-        dir: args.dir.clone(),
-        family: args.family,
-        response: args.response.clone(),
-        features,
-        machine_column: args.machine_column.clone(),
-        intercept: !args.no_intercept,
-        drop_missing: args.drop_missing,
-        newton: NewtonOptions {
-            tolerance: args.tolerance,
-            max_iterations: args.max_iterations,
-            ..NewtonOptions::default()
-        },
-        target_partitions: args.partitions,
-        progress: Some(hook),
-    };
-    if !(args.tolerance > 0.0 && args.tolerance.is_finite()) {
-        return Err(RoseError::option(
-            "--tolerance",
-            "must be a positive number, e.g. 1e-10",
-        ));
-    }
-    if args.max_iterations == 0 {
-        return Err(RoseError::option("--max-iterations", "must be at least 1"));
-    }
-    if args.partitions == Some(0) {
-        return Err(RoseError::option("--partitions", "must be at least 1"));
-    }
-
-    let dataset = Dataset::open(&data).await?;
-    let central = match &args.central {
-        Some(id) => dataset.machine_index(id)?,
-        None => 0,
-    };
-    let byzantine = match &args.byzantine_machines {
-        Some(ids) => ids
-            .iter()
-            .map(|id| {
-                dataset.machine_index(id.trim()).map_err(|_| {
-                    RoseError::option(
-                        "--byzantine-machines",
-                        format!(
-                            "no machine named '{id}'; machines are: {}",
-                            dataset.machine_ids().join(", ")
-                        ),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>>>()?,
-        None => Vec::new(),
-    };
-    let options = EstimatorOptions {
-        estimator: args.estimator,
-        k_quantiles: args.quantiles,
-        confidence: args.confidence,
-        central,
-        byzantine,
-        attack: args.attack,
-    };
-    options.validate(dataset.machine_ids().len())?;
-
-    let m = dataset.machine_ids().len() as u64;
-    let rounds = if args.estimator.uses_second_round() {
-        2
-    } else {
-        1
-    };
-    progress.set_length(m * rounds);
-    progress.set_message("local fits and gradients");
-    tracing::info!(machines = m, "data registered");
-    let report = dataset.fit(options).await;
-    progress.finish_and_clear();
-    let report = report?;
-
-    let summary = Summary::new(&report);
-    for warning in &summary.warnings {
-        tracing::warn!("{warning}");
-    }
-    let text = match args.format {
-        Format::Table => summary.to_table(),
-        Format::Json => summary.to_json(),
-        Format::Csv => summary.to_csv(),
-    };
-    match &args.output {
-        Some(path) => std::fs::write(path, text).map_err(|source| RoseError::Io {
-            path: path.clone(),
-            source,
-        })?,
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (e.g. `| head`) is not an error worth reporting.
-            let _ = stdout.write_all(text.as_bytes());
-        }
-    }
-    Ok(())
 }

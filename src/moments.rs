@@ -80,6 +80,17 @@ impl DerivativeMoments {
 
     /// Summarises one batch exactly with two passes over its rows.
     pub fn from_rows(family: Family, theta: &[f64], rows: Rows<'_>) -> Self {
+        Self::summarise(family, theta, rows, true)
+    }
+
+    /// Summarises one batch with the loss, mean gradient and mean Hessian only, leaving
+    /// the second moments at zero. A Newton iteration needs nothing more, and this skips
+    /// two thirds of the work.
+    pub fn first_moments(family: Family, theta: &[f64], rows: Rows<'_>) -> Self {
+        Self::summarise(family, theta, rows, false)
+    }
+
+    fn summarise(family: Family, theta: &[f64], rows: Rows<'_>, second_moments: bool) -> Self {
         let p = theta.len();
         assert_eq!(rows.x.len(), rows.len() * p, "design must have p columns");
         let mut out = DerivativeMoments::new(p);
@@ -114,6 +125,12 @@ impl DerivativeMoments {
             }
         }
 
+        out.rows = n as u64;
+        if !second_moments {
+            out.mirror_upper();
+            return out;
+        }
+
         // Second pass: centred second moments, upper triangle only.
         let mut centred = vec![0.0; p];
         for (i, &(gw, hw)) in weights.iter().enumerate() {
@@ -132,7 +149,6 @@ impl DerivativeMoments {
                 }
             }
         }
-        out.rows = n as u64;
         out.mirror_upper();
         out
     }

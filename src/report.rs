@@ -76,6 +76,10 @@ pub struct Summary {
     pub outlier_threshold: f64,
     /// Attack injected, if any.
     pub attack: Option<String>,
+    /// Iterations done by `csl` and `vrmom`; absent for the other estimators.
+    pub iterations: Option<usize>,
+    /// Whether `csl` or `vrmom` diverged.
+    pub diverged: bool,
     /// Warnings.
     pub warnings: Vec<String>,
 }
@@ -137,6 +141,8 @@ impl Summary {
                 .attack
                 .filter(|_| !options.byzantine.is_empty())
                 .map(|a| a.to_string()),
+            iterations: (!est.path.is_empty()).then(|| est.path.len() - 1),
+            diverged: est.diverged,
             warnings: est.warnings.clone(),
         }
     }
@@ -215,11 +221,11 @@ impl Summary {
         ));
         for c in &self.coefficients {
             out.push_str(&format!(
-                "{:<name_width$} {:>12} {:>12} {:>9.3} {:>10} {:>12} {:>12} {}\n",
+                "{:<name_width$} {:>12} {:>12} {:>9} {:>10} {:>12} {:>12} {}\n",
                 c.name,
                 sig(c.estimate),
                 sig(c.std_error),
-                c.z,
+                z_value(c.z),
                 p_value(c.p_value),
                 sig(c.ci_low),
                 sig(c.ci_high),
@@ -257,12 +263,16 @@ impl Summary {
                 status
             };
             out.push_str(&format!(
-                "{:<id_width$} {:>8} {:>9} {:>10} {:>8.2}  {}\n",
+                "{:<id_width$} {:>8} {:>9} {:>10} {:>8}  {}\n",
                 m.id,
                 m.rows,
                 if m.converged { "yes" } else { "no" },
                 m.iterations,
-                m.max_abs_z,
+                if m.usable {
+                    format!("{:.2}", m.max_abs_z)
+                } else {
+                    "-".to_string()
+                },
                 status
             ));
         }
@@ -284,6 +294,8 @@ fn describe(estimator: Estimator) -> &'static str {
         Estimator::RoseMed => "one-step with medians",
         Estimator::Rose => "robust one-step, Algorithm 1",
         Estimator::RoseRv => "robust one-step, Algorithm 2",
+        Estimator::Csl => "surrogate likelihood, central Hessian",
+        Estimator::Vrmom => "VRMOL gradient, central Hessian",
     }
 }
 
@@ -297,6 +309,7 @@ fn covariance_note(estimator: Estimator) -> &'static str {
             "sandwich H^-1 U H^-1 with U from the central machine"
         }
         Estimator::RoseRv => "sandwich H^-1 U H^-1 with U the median over machines",
+        Estimator::Csl | Estimator::Vrmom => "central machine's sandwich at the last iterate",
     }
 }
 
@@ -330,6 +343,14 @@ fn sig(v: f64) -> String {
         };
         let decimals = (5 - digits).clamp(0, 9) as usize;
         format!("{v:.decimals$}")
+    }
+}
+
+fn z_value(z: f64) -> String {
+    if z.is_finite() && z.abs() < 1e5 {
+        format!("{z:.3}")
+    } else {
+        format!("{z:.3e}")
     }
 }
 

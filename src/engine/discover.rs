@@ -74,6 +74,18 @@ pub fn discover(root: &Path, machine_column: Option<&str>) -> Result<Discovery> 
             }
             Layout::Flat
         } else {
+            let mut loose = Vec::new();
+            collect_parquet(root, false, &mut loose)?;
+            if let Some((path, _)) = loose.first() {
+                return Err(RoseError::Schema {
+                    file: path.clone(),
+                    message: format!(
+                        "the directory mixes layouts: it has machine=<id>/ directories and {} Parquet file(s) beside them; \
+                         move the files into machine=<id>/ directories or into a directory of their own",
+                        loose.len()
+                    ),
+                });
+            }
             for (dir, id) in hive_dirs {
                 let mut inner = Vec::new();
                 collect_parquet(&dir, true, &mut inner)?;
@@ -219,6 +231,21 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
     &digits[start..]
 }
 
+/// Lists a schema's column names for an error message, shortened for wide files.
+fn column_list(schema: &Schema) -> String {
+    const SHOWN: usize = 20;
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    if names.len() <= SHOWN {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, ... ({} columns in all)",
+            names[..SHOWN].join(", "),
+            names.len()
+        )
+    }
+}
+
 /// Whether rose can read a column of this type as a number.
 pub fn is_numeric(data_type: &DataType) -> bool {
     data_type.is_numeric() || matches!(data_type, DataType::Boolean)
@@ -285,17 +312,12 @@ impl Discovery {
         for file in self.files.iter().filter(|f| !f.schema.fields().is_empty()) {
             for &name in &required {
                 let Ok(field) = file.schema.field_with_name(name) else {
-                    let available: Vec<&str> = file
-                        .schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect();
+                    let available = column_list(&file.schema);
                     if std::ptr::eq(file, first) {
                         return Err(RoseError::MissingColumn {
                             column: name.to_string(),
                             file: file.path.clone(),
-                            available: available.join(", "),
+                            available,
                         });
                     }
                     return Err(RoseError::Schema {
@@ -321,13 +343,7 @@ impl Discovery {
                     return Err(RoseError::MissingColumn {
                         column: key.clone(),
                         file: file.path.clone(),
-                        available: file
-                            .schema
-                            .fields()
-                            .iter()
-                            .map(|f| f.name().as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        available: column_list(&file.schema),
                     });
                 }
             }

@@ -3,6 +3,7 @@
 
 pub mod discover;
 pub mod udaf;
+pub mod write;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -36,6 +36,8 @@ type DfResult<T> = datafusion::common::Result<T>;
 /// Report of one machine's finished statistics, for progress display and logging.
 #[derive(Clone, Debug)]
 pub struct MachineEvent {
+    /// Round of communication: 1 for the local fit, 2 for the derivatives.
+    pub round: u8,
     /// Machine key as grouped.
     pub key: String,
     /// Rows used.
@@ -433,6 +435,7 @@ impl Accumulator for LocalFitAccumulator {
         let fit = fit_local(self.spec.family, rows, p, &self.options);
         if let (Some(hook), Some(key)) = (&self.progress, &self.key) {
             hook(MachineEvent {
+                round: 1,
                 key: key.clone(),
                 rows: fit.rows,
                 iterations: fit.iterations,
@@ -693,6 +696,7 @@ impl Accumulator for DerivativesAccumulator {
         let d = self.moments.finish();
         if let (Some(hook), Some(key)) = (&self.progress, &self.key) {
             hook(MachineEvent {
+                round: 2,
                 key: key.clone(),
                 rows: d.rows,
                 iterations: 0,
