@@ -132,6 +132,38 @@ def main() -> None:
             t = t.slice(0, 0)
         write(OUT / "empty-central" / f"machine={j:02d}" / "part-0.parquet", t)
 
+    # Machine ids with percent escapes, hidden files, a linked duplicate, mixed and
+    # nested layouts, files without rows.
+    for name in ["1", "2", "3", "a%2Cb"]:
+        x, y = logistic_rows(100)
+        write(OUT / "hive-escaped" / f"machine={name}" / "part-0.parquet", table(x, y))
+    for name in ["1", "2", "3"]:
+        x, y = logistic_rows(100)
+        write(OUT / "hive-hidden" / f"machine={name}" / "part-0.parquet", table(x, y))
+    x, y = logistic_rows(100)
+    write(OUT / "hive-hidden" / "machine=1" / "_tmp.parquet", table(x, y))
+    write(OUT / "hive-hidden" / "machine=1" / ".partial.parquet", table(x, y))
+    flat("linked-duplicate", machines=3)
+    (OUT / "linked-duplicate" / "m9.parquet").symlink_to("m1.parquet")
+    flat("mixed-layout", machines=2)
+    x, y = logistic_rows(100)
+    write(OUT / "mixed-layout" / "machine=3" / "part-0.parquet", table(x, y))
+    x, y = logistic_rows(100)
+    write(OUT / "nested" / "region=eu" / "machine=0" / "part-0.parquet", table(x, y))
+    x, y = logistic_rows(100)
+    for j in range(3):
+        write(OUT / "all-empty" / f"m{j + 1}.parquet", table(x, y).slice(0, 0))
+
+    # Machines with as many rows as parameters, and one with a constant feature.
+    for j in range(4):
+        x = RNG.standard_normal((4, 3))
+        write(OUT / "rows-equal-params" / f"m{j + 1}.parquet", table(x, x @ np.array([1.0, 2.0, 3.0])))
+    machines = flat("constant-feature")
+    x, y = machines[1]
+    x = x.copy()
+    x[:, 1] = 2.0
+    write(OUT / "constant-feature" / "m2.parquet", table(x, y))
+
     # The central machine's features are scaled by 10 (anomalous central data).
     machines = [logistic_rows(300) for _ in range(11)]
     for j, (x, y) in enumerate(machines):

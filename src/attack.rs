@@ -141,7 +141,15 @@ impl FromStr for Attack {
         let lower = s.trim().to_ascii_lowercase();
         match lower.split_once(':') {
             Some(("scale", c)) => parse_number(s, c, "scale:-3").map(Attack::Scale),
-            Some(("gaussian", sd)) => parse_number(s, sd, "gaussian:100").map(Attack::Gaussian),
+            Some(("gaussian", sd)) => parse_number(s, sd, "gaussian:100").and_then(|sd| {
+                if sd >= 0.0 {
+                    Ok(Attack::Gaussian(sd))
+                } else {
+                    Err(format!(
+                        "the standard deviation in '{s}' must not be negative"
+                    ))
+                }
+            }),
             Some(("alie", z)) => parse_number(s, z, "alie:1.5").map(|z| Attack::Alie(Some(z))),
             Some(("ipm", eps)) => parse_number(s, eps, "ipm:0.5").map(Attack::Ipm),
             None if lower == "nan" => Ok(Attack::Nan),

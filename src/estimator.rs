@@ -180,6 +180,15 @@ impl EstimatorOptions {
                 ),
             ));
         }
+        if 2 * self.byzantine.len() >= n_machines && !self.byzantine.is_empty() {
+            return Err(RoseError::option(
+                "--byzantine-machines",
+                format!(
+                    "{} of {n_machines} machines would be Byzantine; the medians tolerate fewer than half",
+                    self.byzantine.len()
+                ),
+            ));
+        }
         if !self.byzantine.is_empty() && self.attack.is_none() {
             return Err(RoseError::option(
                 "--attack",
@@ -466,7 +475,10 @@ pub async fn estimate<S: DerivativeSource>(
                 for l in 0..p {
                     let sd = (variance_median[l] / rows[j] as f64).sqrt();
                     let z = (first[j].estimate[l] - result.estimate[l]).abs() / sd;
-                    max_abs_z = max_abs_z.max(z);
+                    // NaN (an unusable scale) must stay visible rather than be skipped.
+                    if z.is_nan() || z > max_abs_z {
+                        max_abs_z = z;
+                    }
                 }
             }
             MachineDiagnostics {
@@ -565,11 +577,17 @@ fn require_half(
     round: &'static str,
 ) -> Result<()> {
     if usable.is_empty() || 2 * usable.len() < m {
-        let failed: Vec<String> = unusable
+        const LISTED: usize = 10;
+        let mut failed: Vec<String> = unusable
             .iter()
             .enumerate()
             .filter_map(|(j, r)| r.as_ref().map(|r| format!("{}: {r}", ids[j])))
             .collect();
+        if failed.len() > LISTED {
+            let more = failed.len() - LISTED;
+            failed.truncate(LISTED);
+            failed.push(format!("and {more} more"));
+        }
         return Err(RoseError::TooFewUsableMachines {
             usable: usable.len(),
             total: m,
@@ -584,7 +602,7 @@ fn no_central_rows(ids: &[String], central: usize) -> RoseError {
     RoseError::option(
         "--central",
         format!(
-            "central machine '{}' has no rows; name another with --central or use --estimator rose-rv",
+            "central machine '{}' has no usable rows; name another with --central or use --estimator rose-rv",
             ids[central]
         ),
     )

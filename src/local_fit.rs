@@ -41,6 +41,8 @@ pub struct LocalFit {
     pub iterations: u32,
     /// Reason the fit produced no usable estimate, if it did not.
     pub failure: Option<String>,
+    /// Rows skipped for null or non-finite values (with `--drop-missing`).
+    pub dropped: u64,
 }
 
 impl LocalFit {
@@ -52,6 +54,7 @@ impl LocalFit {
             converged: false,
             iterations,
             failure: Some(reason),
+            dropped: 0,
         }
     }
 
@@ -83,11 +86,13 @@ pub fn fit_local(
     options: &NewtonOptions,
 ) -> LocalFit {
     let n = rows.len() as u64;
-    if rows.len() < n_params {
+    if rows.len() <= n_params {
         return LocalFit::failed(
             n,
             0,
-            format!("fewer rows ({n}) than parameters ({n_params})"),
+            format!(
+                "{n} rows for {n_params} parameters: a machine needs more rows than parameters"
+            ),
         );
     }
 
@@ -177,6 +182,14 @@ pub fn fit_local(
     else {
         return LocalFit::failed(n, iterations, singular_reason(family));
     };
+    if variance.iter().any(|v| !(*v > 0.0 && v.is_finite())) {
+        return LocalFit::failed(
+            n,
+            iterations,
+            "the local fit is exact (zero residual variance), so its variances are zero"
+                .to_string(),
+        );
+    }
     LocalFit {
         rows: n,
         estimate: theta,
@@ -184,6 +197,7 @@ pub fn fit_local(
         converged,
         iterations,
         failure: None,
+        dropped: 0,
     }
 }
 
@@ -274,7 +288,7 @@ mod tests {
         );
         assert_eq!(
             fit.failure.as_deref(),
-            Some("fewer rows (1) than parameters (2)")
+            Some("1 rows for 2 parameters: a machine needs more rows than parameters")
         );
     }
 

@@ -47,6 +47,8 @@ pub struct MachineRow {
     pub outlier: bool,
     /// Whether fault injection corrupted its statistics.
     pub byzantine: bool,
+    /// Rows skipped for missing values (with `--drop-missing`).
+    pub dropped: u64,
 }
 
 /// The whole output, with the keys of the JSON format.
@@ -123,8 +125,20 @@ impl Summary {
                 max_abs_z: m.max_abs_z,
                 outlier: m.outlier,
                 byzantine: m.injected,
+                dropped: 0,
             })
             .collect();
+        let mut machines: Vec<MachineRow> = machines;
+        for (row, fit) in machines.iter_mut().zip(&report.fits) {
+            row.dropped = fit.dropped;
+        }
+        let mut warnings = est.warnings.clone();
+        let dropped: u64 = report.fits.iter().map(|f| f.dropped).sum();
+        if dropped > 0 {
+            warnings.push(format!(
+                "--drop-missing skipped {dropped} rows with null or non-finite values"
+            ));
+        }
         Summary {
             family: report.family.name().to_string(),
             estimator: options.estimator.name().to_string(),
@@ -143,7 +157,7 @@ impl Summary {
                 .map(|a| a.to_string()),
             iterations: (!est.path.is_empty()).then(|| est.path.len() - 1),
             diverged: est.diverged,
-            warnings: est.warnings.clone(),
+            warnings,
         }
     }
 

@@ -320,3 +320,116 @@ fn out_of_range_options_are_rejected() {
     let err = fit_error(&[&input("layout-hive"), "-K", "0"]);
     assert!(err.contains("--quantiles"), "{err}");
 }
+
+#[test]
+fn escaped_hive_ids_are_decoded() {
+    let fit = fit_json(&[&input("hive-escaped")]);
+    let ids: Vec<&str> = fit["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["1", "2", "3", "a,b"]);
+    assert_eq!(fit["machines"][3]["rows"], 100);
+    assert_eq!(fit["n_rows"], 400);
+}
+
+#[test]
+fn hidden_files_are_not_read() {
+    let fit = fit_json(&[&input("hive-hidden")]);
+    assert_eq!(fit["machines"][0]["rows"], 100);
+    assert_eq!(fit["n_rows"], 300);
+}
+
+#[test]
+fn linked_duplicate_file_is_rejected() {
+    let err = fit_error(&[&input("linked-duplicate")]);
+    assert!(err.contains("m9.parquet"), "{err}");
+    assert!(err.contains("same file as"), "{err}");
+}
+
+#[test]
+fn mixed_and_nested_layouts_are_rejected() {
+    let err = fit_error(&[&input("mixed-layout")]);
+    assert!(err.contains("mixes layouts"), "{err}");
+    let err = fit_error(&[&input("nested")]);
+    assert!(err.contains("nested directories"), "{err}");
+    assert!(err.contains("--machine-column"), "{err}");
+}
+
+#[test]
+fn files_without_rows_are_an_error() {
+    let err = fit_error(&[&input("all-empty")]);
+    assert!(err.contains("all 3 Parquet files have no rows"), "{err}");
+}
+
+#[test]
+fn machines_need_more_rows_than_parameters() {
+    let err = fit_error(&[&input("rows-equal-params"), "--family", "gaussian"]);
+    assert!(err.contains("4 rows for 4 parameters"), "{err}");
+}
+
+#[test]
+fn constant_feature_is_named() {
+    let fit = fit_json(&[&input("constant-feature")]);
+    let failure = fit["machines"][1]["failure"].as_str().unwrap();
+    assert!(failure.contains("feature 'x2' is constant"), "{failure}");
+}
+
+#[test]
+fn dropped_rows_are_counted() {
+    let out = rose(&[
+        "fit",
+        &input("null-feature"),
+        "--drop-missing",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("skipped 1 rows"), "{stderr}");
+    let fit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(fit["machines"][2]["dropped"], 1);
+}
+
+#[test]
+fn majority_injection_is_refused() {
+    let err = fit_error(&[
+        &input("layout-flat"),
+        "--byzantine-machines",
+        "m1,m2,m3",
+        "--attack",
+        "nan",
+    ]);
+    assert!(err.contains("3 of 5 machines would be Byzantine"), "{err}");
+    let err = fit_error(&[&input("layout-flat"), "--attack", "nan"]);
+    assert!(err.contains("no machine is Byzantine"), "{err}");
+}
+
+#[test]
+fn machine_column_cannot_be_a_feature() {
+    let err = fit_error(&[
+        &input("layout-column"),
+        "--machine-column",
+        "site",
+        "--features",
+        "x1,site",
+    ]);
+    assert!(err.contains("'site' identifies the machines"), "{err}");
+}
+
+#[test]
+fn write_errors_on_stdout_fail() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return;
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rose"))
+        .args(["fit", &input("layout-hive")])
+        .current_dir(root())
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("standard output"));
+}

@@ -131,9 +131,11 @@ pub struct FitArgs {
 }
 
 fn read_features_file(path: &PathBuf) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|source| RoseError::Io {
-        path: path.clone(),
-        source,
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        RoseError::option(
+            "--features-file",
+            format!("cannot read {}: {e}", path.display()),
+        )
     })?;
     let features: Vec<String> = text
         .lines()
@@ -211,10 +213,10 @@ pub async fn run_fit(args: FitArgs) -> Result<()> {
         target_partitions: args.partitions,
         progress: Some(hook),
     };
-    if !(args.tolerance > 0.0 && args.tolerance.is_finite()) {
+    if !(args.tolerance > 0.0 && args.tolerance < 1e-2) {
         return Err(RoseError::option(
             "--tolerance",
-            "must be a positive number, e.g. 1e-10",
+            "must be a positive number below 0.01, e.g. 1e-10",
         ));
     }
     if args.max_iterations == 0 {
@@ -312,8 +314,19 @@ pub async fn run_fit(args: FitArgs) -> Result<()> {
         })?,
         None => {
             let mut stdout = std::io::stdout().lock();
-            // A closed pipe (e.g. `| head`) is not an error worth reporting.
-            let _ = stdout.write_all(text.as_bytes());
+            // A closed pipe (e.g. `| head`) is not an error worth reporting; others are.
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(RoseError::Io {
+                        path: PathBuf::from("<standard output>"),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
         }
     }
     Ok(())

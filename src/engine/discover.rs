@@ -95,6 +95,19 @@ pub fn discover(root: &Path, machine_column: Option<&str>) -> Result<Discovery> 
         }
     };
     if found.is_empty() {
+        let mut nested = Vec::new();
+        collect_parquet(root, true, &mut nested)?;
+        if let Some((path, _)) = nested.first() {
+            return Err(RoseError::Schema {
+                file: path.clone(),
+                message: format!(
+                    "{} Parquet file(s) sit in nested directories, which are not a machine layout; \
+                     point rose at the directory that holds the machine=<id>/ directories or the files, \
+                     or name the machine with --machine-column",
+                    nested.len()
+                ),
+            });
+        }
         return Err(RoseError::NoParquetFiles {
             path: root.to_path_buf(),
         });
@@ -123,6 +136,35 @@ pub fn discover(root: &Path, machine_column: Option<&str>) -> Result<Discovery> 
             rows,
             schema,
         });
+    }
+    for (i, file) in files.iter().enumerate() {
+        let canonical = fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone());
+        if let Some(other) = files[..i]
+            .iter()
+            .find(|o| fs::canonicalize(&o.path).unwrap_or_else(|_| o.path.clone()) == canonical)
+        {
+            return Err(RoseError::Schema {
+                file: file.path.clone(),
+                message: format!(
+                    "this is the same file as {} (a link); each file may belong to one machine only",
+                    other.path.display()
+                ),
+            });
+        }
+        let names: Vec<&String> = file.schema.fields().iter().map(|f| f.name()).collect();
+        if let Some(dup) = names
+            .iter()
+            .enumerate()
+            .find(|(k, n)| names[..*k].contains(n))
+        {
+            return Err(RoseError::Schema {
+                file: file.path.clone(),
+                message: format!(
+                    "the file has two columns named '{}'; rename one of them",
+                    dup.1
+                ),
+            });
+        }
     }
     files.sort_by(|a, b| {
         natural_cmp(
@@ -157,11 +199,44 @@ fn hive_directories(root: &Path) -> Result<Vec<(PathBuf, String)>> {
             .unwrap_or_default();
         if let Some(id) = name.strip_prefix(&format!("{HIVE_KEY}=")) {
             if path.is_dir() {
-                out.push((path.clone(), id.to_string()));
+                out.push((path.clone(), percent_decode(id)));
             }
         }
     }
+    for (i, (path, id)) in out.iter().enumerate() {
+        if let Some((other, _)) = out[..i].iter().find(|(_, other_id)| other_id == id) {
+            return Err(RoseError::Schema {
+                file: path.clone(),
+                message: format!(
+                    "directories {} and {} both name machine '{id}' once percent-escapes are decoded; merge or rename them",
+                    other.display(),
+                    path.display()
+                ),
+            });
+        }
+    }
     Ok(out)
+}
+
+/// Decodes `%XX` escapes, as Hive and Spark write them in partition directory names
+/// (`machine=a%2Cb` is machine `a,b`). Invalid escapes are kept as they are.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_string())
 }
 
 fn is_parquet(path: &Path) -> bool {
@@ -248,8 +323,28 @@ fn column_list(schema: &Schema) -> String {
 
 /// Whether rose can read a column of this type as a number.
 pub fn is_numeric(data_type: &DataType) -> bool {
-    data_type.is_numeric() || matches!(data_type, DataType::Boolean)
+    match data_type {
+        DataType::Dictionary(_, value) => is_numeric(value),
+        other => other.is_numeric() || matches!(other, DataType::Boolean),
+    }
 }
+
+/// Whether a column of this type can identify machines.
+fn is_key_type(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(_, value) => is_key_type(value),
+        other => {
+            other.is_integer()
+                || matches!(
+                    other,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                )
+        }
+    }
+}
+
+/// Column name rose reserves for the machine key inside its queries.
+pub const RESERVED_COLUMN: &str = "__rose_machine";
 
 impl Discovery {
     /// Resolves the model columns and checks them in every file.
@@ -282,6 +377,33 @@ impl Discovery {
                 .map(|f| f.name().clone())
                 .collect(),
         };
+        if features.iter().any(|f| f.trim().is_empty()) {
+            return Err(RoseError::option(
+                "--features",
+                "the list contains an empty name; separate names with single commas",
+            ));
+        }
+        for name in features
+            .iter()
+            .chain(std::iter::once(&response.to_string()))
+        {
+            if name == RESERVED_COLUMN {
+                return Err(RoseError::option(
+                    "--features",
+                    format!(
+                        "column name '{RESERVED_COLUMN}' is reserved by rose; rename the column"
+                    ),
+                ));
+            }
+            if Some(name.as_str()) == machine_key && self.layout != Layout::Flat {
+                return Err(RoseError::option(
+                    "--features",
+                    format!(
+                        "'{name}' identifies the machines, so it cannot be the response or a feature"
+                    ),
+                ));
+            }
+        }
         if features.is_empty() {
             return Err(RoseError::Schema {
                 file: first.path.clone(),
@@ -339,6 +461,33 @@ impl Discovery {
                 }
             }
             if let Layout::Column(key) = &self.layout {
+                if let Ok(field) = file.schema.field_with_name(key) {
+                    if !is_key_type(field.data_type()) {
+                        return Err(RoseError::Schema {
+                            file: file.path.clone(),
+                            message: format!(
+                                "machine column '{key}' has type {}; use an integer or string column",
+                                field.data_type()
+                            ),
+                        });
+                    }
+                    let first_type = first
+                        .schema
+                        .field_with_name(key)
+                        .map(|f| f.data_type().clone());
+                    if let Ok(first_type) = first_type {
+                        if &first_type != field.data_type() {
+                            return Err(RoseError::Schema {
+                                file: file.path.clone(),
+                                message: format!(
+                                    "machine column '{key}' has type {} here but {first_type} in {}; store it with one type",
+                                    field.data_type(),
+                                    first.path.display()
+                                ),
+                            });
+                        }
+                    }
+                }
                 if file.schema.field_with_name(key).is_err() {
                     return Err(RoseError::MissingColumn {
                         column: key.clone(),
@@ -368,6 +517,14 @@ impl Discovery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_escapes_decode_like_hive() {
+        assert_eq!(percent_decode("a%2Cb"), "a,b");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("plain"), "plain");
+    }
 
     #[test]
     fn natural_order_compares_numbers_by_value() {

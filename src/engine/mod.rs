@@ -2,6 +2,7 @@
 //! aggregates, and feeds the coordinator.
 
 pub mod discover;
+pub mod machine_key;
 pub mod udaf;
 pub mod write;
 
@@ -19,7 +20,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::DataFusionError;
 use datafusion::functions::core::expr_fn::input_file_name;
-use datafusion::logical_expr::AggregateUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, cast, ident, lit};
 
 use crate::error::{Result, RoseError};
@@ -27,7 +28,8 @@ use crate::estimator::{self, DerivativeSource, Estimation, EstimatorOptions};
 use crate::family::Family;
 use crate::local_fit::{LocalFit, NewtonOptions};
 use crate::moments::LocalDerivatives;
-use discover::{Discovery, HIVE_KEY, Layout, discover, natural_cmp};
+use discover::{Discovery, HIVE_KEY, Layout, ParquetFile, discover, natural_cmp};
+use machine_key::FileMachineUdf;
 use udaf::{DerivativesUdaf, LocalFitUdaf, ModelSpec, ProgressHook};
 
 impl From<DataFusionError> for RoseError {
@@ -55,7 +57,7 @@ impl From<DataFusionError> for RoseError {
 /// Name under which the directory is registered.
 const TABLE: &str = "rose_data";
 /// Column alias of the machine key in the per-machine queries.
-const KEY: &str = "__rose_machine";
+const KEY: &str = discover::RESERVED_COLUMN;
 
 /// Input directory, model and engine settings of a fit.
 #[derive(Clone)]
@@ -93,8 +95,8 @@ pub struct Dataset {
     ids: Vec<String>,
     /// Group key of each machine as the queries see it.
     keys: Vec<String>,
-    /// Object-store path of each machine's file in the flat layout.
-    paths: Vec<String>,
+    /// Maps a row's file path to its machine id (path layouts).
+    file_machine: ScalarUDF,
 }
 
 /// Everything a fit returns: the estimate and the facts of the data behind it.
@@ -132,40 +134,39 @@ impl Dataset {
         let partitions = options
             .target_partitions
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let mut config = SessionConfig::new().with_target_partitions(partitions.max(1));
-        if discovery.layout == Layout::Hive {
-            // One partition per hive machine: the aggregate then runs in a single stage.
-            config.options_mut().optimizer.preserve_file_partitions = 1;
-        }
+        let config = SessionConfig::new().with_target_partitions(partitions.max(1));
         let ctx = SessionContext::new_with_config(config);
-        register_table(&ctx, &discovery, &spec, &options.dir).await?;
+        register_table(&ctx, &discovery, &spec)?;
 
-        let (ids, paths) = match &discovery.layout {
-            Layout::Hive => {
-                let ids = discovery.path_machines().into_iter().map(|m| m.0).collect();
-                (ids, Vec::new())
+        let ids = match &discovery.layout {
+            Layout::Column(column) => {
+                let ids = distinct_keys(&ctx, column).await?;
+                if ids.is_empty() {
+                    return Err(RoseError::InvalidData {
+                        machine: "<all>".into(),
+                        column: column.clone(),
+                        message: "the machine column has no non-null values; name a column that identifies each row's machine".into(),
+                    });
+                }
+                ids
             }
-            Layout::Flat => {
-                let ids = discovery.path_machines().into_iter().map(|m| m.0).collect();
-                let paths = discovery
-                    .files
-                    .iter()
-                    .map(|f| object_store_key(&f.path))
-                    .collect();
-                (ids, paths)
-            }
-            Layout::Column(column) => (distinct_keys(&ctx, column).await?, Vec::new()),
+            _ => discovery.path_machines().into_iter().map(|m| m.0).collect(),
         };
-        let keys = ids.clone();
+        // Files map to machines through a hash lookup on the path that DataFusion reports.
+        let file_machines: HashMap<String, String> = discovery
+            .files
+            .iter()
+            .filter_map(|f| f.machine.clone().map(|id| (object_store_key(&f.path), id)))
+            .collect();
         Ok(Dataset {
             ctx,
             discovery,
             spec,
             progress: options.progress.clone(),
             newton: options.newton,
+            keys: ids.clone(),
             ids,
-            keys,
-            paths,
+            file_machine: ScalarUDF::from(FileMachineUdf::new(file_machines)),
         })
     }
 
@@ -199,33 +200,28 @@ impl Dataset {
 
     /// Builds the per-machine input: machine key, response and features cast to `Float64`.
     async fn frame(&self, machine: Option<usize>) -> Result<DataFrame> {
-        if let (Layout::Flat, Some(j)) = (&self.discovery.layout, machine) {
-            // One file is one machine: read just that file.
-            let file = &self.discovery.files[j];
-            let table = listing_table(
-                &self.discovery,
-                &self.spec,
-                &self.discovery.root,
-                Some(file),
-            )?;
+        let layout = &self.discovery.layout;
+        if let (Layout::Hive | Layout::Flat, Some(j)) = (layout, machine) {
+            // Read just this machine's files.
+            let id = &self.ids[j];
+            let files: Vec<&ParquetFile> = self
+                .discovery
+                .files
+                .iter()
+                .filter(|f| f.machine.as_ref() == Some(id) && f.rows > 0)
+                .collect();
+            if files.is_empty() {
+                let empty = self.ctx.table(TABLE).await?.limit(0, Some(0))?;
+                return self.project(empty, lit(id.clone()));
+            }
+            let table = listing_table(&self.discovery, &self.spec, &files)?;
             let df = self.ctx.read_table(Arc::new(table))?;
-            return self.project(df, lit(self.ids[j].clone()));
+            return self.project(df, lit(id.clone()));
         }
         let df = self.ctx.table(TABLE).await?;
-        let key = match &self.discovery.layout {
-            Layout::Hive => cast(ident(HIVE_KEY), DataType::Utf8),
-            Layout::Flat => {
-                // Name each file's machine by its id rather than its object-store path.
-                let mut case = datafusion::prelude::when(
-                    input_file_name().eq(lit(self.paths[0].clone())),
-                    lit(self.ids[0].clone()),
-                );
-                for (path, id) in self.paths.iter().zip(&self.ids).skip(1) {
-                    case = case.when(input_file_name().eq(lit(path.clone())), lit(id.clone()));
-                }
-                case.end()?
-            }
+        let key = match layout {
             Layout::Column(c) => cast(ident(c.as_str()), DataType::Utf8),
+            _ => self.file_machine.call(vec![input_file_name()]),
         };
         let df = match machine {
             Some(j) => df.filter(key.clone().eq(lit(self.keys[j].clone())))?,
@@ -318,6 +314,7 @@ impl Dataset {
                     converged: false,
                     iterations: 0,
                     failure: Some("has no rows".to_string()),
+                    dropped: 0,
                 })
             })
             .collect())
@@ -381,30 +378,36 @@ impl DerivativeSource for Dataset {
 /// The path string that `input_file_name()` returns for a local file: the absolute path
 /// without its leading `/`.
 fn object_store_key(path: &Path) -> String {
-    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    absolute
+    absolute_path(path)
         .to_string_lossy()
         .trim_start_matches('/')
         .to_string()
 }
 
-async fn register_table(
-    ctx: &SessionContext,
-    discovery: &Discovery,
-    spec: &ModelSpec,
-    dir: &Path,
-) -> Result<()> {
-    let table = listing_table(discovery, spec, dir, None)?;
+fn register_table(ctx: &SessionContext, discovery: &Discovery, spec: &ModelSpec) -> Result<()> {
+    let files: Vec<&ParquetFile> = discovery.files.iter().filter(|f| f.rows > 0).collect();
+    if files.is_empty() {
+        return Err(RoseError::Directory {
+            path: discovery.root.clone(),
+            message: format!(
+                "all {} Parquet files have no rows; there is nothing to fit",
+                discovery.files.len()
+            ),
+        });
+    }
+    let table = listing_table(discovery, spec, &files)?;
     ctx.register_table(TABLE, Arc::new(table))?;
     Ok(())
 }
 
-/// Builds the listing table of the directory, or of one file of a flat layout.
+/// Builds a listing table over `files`, which must not be empty.
+///
+/// The files are listed one by one rather than by directory, so that DataFusion reads
+/// exactly the files that discovery accepted (no hidden `.` or `_` files).
 fn listing_table(
     discovery: &Discovery,
     spec: &ModelSpec,
-    dir: &Path,
-    only: Option<&discover::ParquetFile>,
+    files: &[&ParquetFile],
 ) -> Result<ListingTable> {
     // Declare the model columns as Float64 so files that store them as integers (or as
     // float32) read alike; DataFusion casts each file to this schema.
@@ -428,35 +431,20 @@ fn listing_table(
         fields.push(Field::new(column, original, true));
     }
     let schema = Arc::new(Schema::new(fields));
-
-    let format = Arc::new(ParquetFormat::default());
-    let mut listing = ListingOptions::new(format).with_file_extension(".parquet");
-    let config = match discovery.layout {
-        Layout::Hive => {
-            listing =
-                listing.with_table_partition_cols(vec![(HIVE_KEY.to_string(), DataType::Utf8)]);
-            let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-            let url = ListingTableUrl::parse(format!("{}/", root.to_string_lossy()))?;
-            ListingTableConfig::new(url)
-        }
-        _ => {
-            let files: Vec<&discover::ParquetFile> = match only {
-                Some(file) => vec![file],
-                None => discovery.files.iter().filter(|f| f.rows > 0).collect(),
-            };
-            let urls = files
-                .into_iter()
-                .map(|f| {
-                    let absolute =
-                        std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
-                    ListingTableUrl::parse(absolute.to_string_lossy())
-                })
-                .collect::<datafusion::error::Result<Vec<_>>>()?;
-            ListingTableConfig::new_with_multi_paths(urls)
-        }
-    };
-    let config = config.with_listing_options(listing).with_schema(schema);
+    let urls = files
+        .iter()
+        .map(|f| ListingTableUrl::parse(absolute_path(&f.path).to_string_lossy()))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let listing =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(listing)
+        .with_schema(schema);
     Ok(ListingTable::try_new(config)?)
+}
+
+fn absolute_path(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 async fn distinct_keys(ctx: &SessionContext, column: &str) -> Result<Vec<String>> {

@@ -238,6 +238,7 @@ impl LocalFitUdaf {
             Field::new("converged", DataType::Boolean, false),
             Field::new("iterations", DataType::UInt32, false),
             Field::new("failure", DataType::Utf8, true),
+            Field::new("dropped", DataType::UInt64, false),
         ]))
     }
 
@@ -269,6 +270,7 @@ impl LocalFitUdaf {
         let failure = failure_array
             .is_valid(row)
             .then(|| failure_array.value(row).to_string());
+        let dropped = as_uint64_array(&column("dropped")?)?.value(row);
         Ok(LocalFit {
             rows,
             estimate,
@@ -276,6 +278,7 @@ impl LocalFitUdaf {
             converged,
             iterations,
             failure,
+            dropped,
         })
     }
 }
@@ -386,6 +389,25 @@ fn first_key(values: &ArrayRef) -> DfResult<Option<String>> {
         .map(|i| keys.value(i).to_string()))
 }
 
+impl LocalFitAccumulator {
+    /// Returns the first feature whose values are all equal on this machine.
+    fn constant_feature(&self) -> Option<&str> {
+        let p = self.spec.n_params();
+        let offset = usize::from(self.spec.intercept);
+        let n = self.y.len();
+        if n < 2 {
+            return None;
+        }
+        self.spec.features.iter().enumerate().find_map(|(l, name)| {
+            let column = l + offset;
+            let first = self.x[column];
+            (1..n)
+                .all(|i| self.x[i * p + column] == first)
+                .then_some(name.as_str())
+        })
+    }
+}
+
 impl Accumulator for LocalFitAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
         self.started.get_or_insert_with(Instant::now);
@@ -432,7 +454,17 @@ impl Accumulator for LocalFitAccumulator {
             x: &self.x,
             y: &self.y,
         };
-        let fit = fit_local(self.spec.family, rows, p, &self.options);
+        let mut fit = fit_local(self.spec.family, rows, p, &self.options);
+        fit.dropped = self.skipped;
+        if let Some(failure) = &mut fit.failure {
+            if self.y.is_empty() && self.skipped > 0 {
+                *failure = format!("all {} rows were dropped for missing values", self.skipped);
+            } else if let Some(column) = self.constant_feature() {
+                *failure = format!(
+                    "feature '{column}' is constant on this machine, so its coefficient is not identified"
+                );
+            }
+        }
         if let (Some(hook), Some(key)) = (&self.progress, &self.key) {
             hook(MachineEvent {
                 round: 1,
@@ -452,6 +484,7 @@ impl Accumulator for LocalFitAccumulator {
             Arc::new(BooleanArray::from(vec![fit.converged])),
             Arc::new(UInt32Array::from(vec![fit.iterations])),
             Arc::new(StringArray::from(vec![fit.failure])),
+            Arc::new(UInt64Array::from(vec![fit.dropped])),
         ];
         Ok(ScalarValue::Struct(Arc::new(StructArray::try_new(
             fields, arrays, None,
