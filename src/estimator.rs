@@ -215,6 +215,17 @@ pub trait DerivativeSource {
         machine: usize,
     ) -> impl Future<Output = Result<Option<LocalDerivatives>>> + Send;
 
+    /// Computes one machine's mean gradient, gradient variances and mean Hessian at
+    /// `theta`; the second moments of the Hessian may be left empty. The default computes
+    /// everything.
+    fn machine_hessian(
+        &self,
+        theta: &[f64],
+        machine: usize,
+    ) -> impl Future<Output = Result<Option<LocalDerivatives>>> + Send {
+        self.machine_derivatives(theta, machine)
+    }
+
     /// Computes every machine's mean gradient and gradient variances at `theta`; the
     /// Hessian fields may be left empty. The default computes everything.
     fn all_gradients(
@@ -945,7 +956,7 @@ async fn iterate_central_hessian<S: DerivativeSource>(
             .filter(|(_, g)| g.iter().all(|v| v.is_finite()))
             .collect();
         let central = source
-            .machine_derivatives(&theta, options.central)
+            .machine_hessian(&theta, options.central)
             .await?
             .ok_or_else(|| no_central_rows(ids, options.central))?;
         let gradient: Vec<f64> = match options.estimator {

@@ -272,24 +272,49 @@ fn replicate(spec: &TableSpec, grid: &Grid, m: usize, n: usize, replication: usi
             machines,
         };
         let ids: Vec<String> = (0..m).map(|j| format!("{j:03}")).collect();
+        // Iterative methods share one run per estimator: csl3 and csl10 are two iterates
+        // of the same path.
+        let mut runs: Vec<(Estimator, Option<crate::estimator::Estimation>)> = Vec::new();
         for method in &spec.methods {
+            if runs.iter().any(|(e, _)| *e == method.estimator) {
+                continue;
+            }
+            let iterations = spec
+                .methods
+                .iter()
+                .filter(|m| m.estimator == method.estimator)
+                .map(|m| m.iterations)
+                .max()
+                .unwrap_or(0);
             let mut options = EstimatorOptions::new(method.estimator);
             options.k_quantiles = grid.k_quantiles;
-            options.iterations = method.iterations.max(1);
+            options.iterations = iterations.max(1);
             if let Some(attack) = spec.statistic_attack {
                 options.byzantine = byzantine.clone();
                 options.attack = Some(attack);
             }
             let result =
                 futures::executor::block_on(estimate(&options, &ids, fits.clone(), &source));
-            let (error, diverged) = match result {
-                Ok(estimation) => {
-                    let error = distance(&estimation.estimate, &theta);
-                    let reached = estimation.path.len().saturating_sub(1);
-                    let diverged = method.iterations > 0 && reached < method.iterations;
-                    (error, diverged)
+            runs.push((method.estimator, result.ok()));
+        }
+        for method in &spec.methods {
+            let run = runs
+                .iter()
+                .find(|(e, _)| *e == method.estimator)
+                .and_then(|(_, r)| r.as_ref());
+            let (error, diverged) = match run {
+                None => (f64::NAN, false),
+                Some(estimation) if method.iterations == 0 => {
+                    (distance(&estimation.estimate, &theta), false)
                 }
-                Err(_) => (f64::NAN, false),
+                Some(estimation) => {
+                    // The path holds the start and every accepted iterate; a diverged run
+                    // reports its last iterate, as the paper reports unconverged results.
+                    let reached = estimation.path.len().saturating_sub(1);
+                    let index = method.iterations.min(reached);
+                    let iterate = &estimation.path[index];
+                    (distance(iterate, &theta), reached < method.iterations)
+                }
             };
             out.push(Record {
                 machines: m,

@@ -59,6 +59,25 @@ impl DerivativeSource for MemoryMachines {
         Ok(self.derivatives(theta, machine))
     }
 
+    async fn machine_hessian(
+        &self,
+        theta: &[f64],
+        machine: usize,
+    ) -> Result<Option<LocalDerivatives>> {
+        let data = &self.machines[machine];
+        if data.y.is_empty() {
+            return Ok(None);
+        }
+        let mut d = DerivativeMoments::first_moments(self.family, theta, rows(data)).finish();
+        // first_moments leaves the covariance at zero; fill its diagonal in O(p) per row.
+        let p = theta.len();
+        let variances = gradient_only(self.family, theta, data).gradient_variance();
+        for (l, v) in variances.into_iter().enumerate() {
+            d.gradient_covariance[l * p + l] = v;
+        }
+        Ok(Some(d))
+    }
+
     async fn all_gradients(&self, theta: &[f64]) -> Result<Vec<Option<LocalDerivatives>>> {
         Ok((0..self.machines.len())
             .map(|j| {

@@ -111,8 +111,11 @@ impl DerivativeMoments {
             for a in 0..p {
                 out.gradient_mean[a] += terms.gradient_weight * x[a];
                 let hx = terms.hessian_weight * x[a];
-                for b in a..p {
-                    out.hessian_mean[a * p + b] += hx * x[b];
+                // Slices over the upper triangle let the compiler drop bounds checks and
+                // vectorise.
+                let row = &mut out.hessian_mean[a * p + a..(a + 1) * p];
+                for (h, xb) in row.iter_mut().zip(&x[a..]) {
+                    *h += hx * xb;
                 }
             }
         }
@@ -141,11 +144,16 @@ impl DerivativeMoments {
             for a in 0..p {
                 let ca = centred[a];
                 let hx = hw * x[a];
-                let row = a * p;
-                for b in a..p {
-                    out.gradient_m2[row + b] += ca * centred[b];
-                    let d = hx * x[b] - out.hessian_mean[row + b];
-                    out.hessian_m2[row + b] += d * d;
+                let upper = a * p + a..(a + 1) * p;
+                let g_row = &mut out.gradient_m2[upper.clone()];
+                for (g, cb) in g_row.iter_mut().zip(&centred[a..]) {
+                    *g += ca * cb;
+                }
+                let h_mean = &out.hessian_mean[upper.clone()];
+                let h_row = &mut out.hessian_m2[upper];
+                for ((h, xb), mean) in h_row.iter_mut().zip(&x[a..]).zip(h_mean) {
+                    let d = hx * xb - mean;
+                    *h += d * d;
                 }
             }
         }

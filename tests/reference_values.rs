@@ -253,6 +253,9 @@ fn rose_rv_works_without_central_rows() {
     assert_eq!(central["usable"], false);
     assert_eq!(central["rows"], 0);
     let err = fit_error(&[&input("empty-central"), "--estimator", "rose"]);
-    assert!(err.contains("central machine '00' has no usable rows"), "{err}");
+    assert!(
+        err.contains("central machine '00' has no usable rows"),
+        "{err}"
+    );
     assert!(err.contains("rose-rv"), "{err}");
 }
