@@ -58,9 +58,12 @@ pub enum RoseError {
     },
 
     /// The data contain a value the model cannot use.
-    #[error("machine '{machine}', column '{column}': {message}")]
+    #[error(
+        "{}column '{column}': {message}",
+        if machine.is_empty() { String::new() } else { format!("machine '{machine}', ") }
+    )]
     InvalidData {
-        /// Machine whose rows contain the value.
+        /// Machine whose rows contain the value; empty when unknown (inside SQL).
         machine: String,
         /// Column containing the value.
         column: String,

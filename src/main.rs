@@ -27,6 +27,8 @@ enum Command {
     Simulate(cli::simulate::SimulateArgs),
     /// Regenerate a table of the paper's simulation studies (Tables 1 to 7).
     Experiment(cli::experiment::ExperimentArgs),
+    /// Run SQL with rose's functions over Parquet directories.
+    Sql(cli::sql::SqlArgs),
 }
 
 /// Output format of results.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => (args.quiet, args.verbose),
         Command::Simulate(args) => (args.quiet, false),
         Command::Experiment(args) => (args.quiet, false),
+        Command::Sql(args) => (args.quiet, false),
     };
     init_logging(quiet, verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => runtime.block_on(cli::fit::run_fit(args)),
         Command::Simulate(args) => cli::simulate::run_simulate(args),
         Command::Experiment(args) => cli::experiment::run_experiment(args),
+        Command::Sql(args) => runtime.block_on(cli::sql::run_sql(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

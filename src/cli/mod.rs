@@ -3,5 +3,6 @@
 pub mod experiment;
 pub mod fit;
 pub mod simulate;
+pub mod sql;
 
 pub use super::Format;

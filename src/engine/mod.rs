@@ -3,6 +3,7 @@
 
 pub mod discover;
 pub mod machine_key;
+pub mod sql;
 pub mod udaf;
 pub mod write;
 
@@ -464,4 +465,45 @@ async fn distinct_keys(ctx: &SessionContext, column: &str) -> Result<Vec<String>
     }
     keys.sort_by(|a, b| natural_cmp(a, b));
     Ok(keys)
+}
+
+/// Registers a Parquet directory as the SQL table `name`, with a Utf8 column `machine`
+/// that holds each row's machine id (hive or flat layout), followed by the files' columns.
+pub async fn register_directory(ctx: &SessionContext, name: &str, dir: &Path) -> Result<()> {
+    let discovery = discover(dir, None)?;
+    let files: Vec<&ParquetFile> = discovery.files.iter().filter(|f| f.rows > 0).collect();
+    let Some(first) = files.first() else {
+        return Err(RoseError::Directory {
+            path: dir.to_path_buf(),
+            message: "all Parquet files have no rows".to_string(),
+        });
+    };
+    let schema = Arc::new(first.schema.clone());
+    let urls = files
+        .iter()
+        .map(|f| ListingTableUrl::parse(absolute_path(&f.path).to_string_lossy()))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let listing =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(listing)
+        .with_schema(schema.clone());
+    let table = ListingTable::try_new(config)?;
+    let file_machines: HashMap<String, String> = discovery
+        .files
+        .iter()
+        .filter_map(|f| f.machine.clone().map(|id| (object_store_key(&f.path), id)))
+        .collect();
+    let machine = ScalarUDF::from(FileMachineUdf::new(file_machines));
+    let mut columns = vec![machine.call(vec![input_file_name()]).alias(HIVE_KEY)];
+    columns.extend(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != HIVE_KEY)
+            .map(|f| ident(f.name())),
+    );
+    let view = ctx.read_table(Arc::new(table))?.select(columns)?;
+    ctx.register_table(name, view.into_view())?;
+    Ok(())
 }

@@ -52,7 +52,7 @@ pub struct MachineEvent {
 pub type ProgressHook = Arc<dyn Fn(MachineEvent) + Send + Sync>;
 
 /// Model columns and data handling shared by both aggregates.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ModelSpec {
     /// Model family.
     pub family: Family,
@@ -108,7 +108,7 @@ impl ModelSpec {
             let machine = || {
                 key.is_valid(i)
                     .then(|| key.value(i))
-                    .unwrap_or("<null>")
+                    .unwrap_or("")
                     .to_string()
             };
             let check = |array: &Float64Array, column: &str| -> DfResult<Option<f64>> {
@@ -170,7 +170,7 @@ fn data_error(machine: &str, column: &str, message: &str) -> DataFusionError {
     }))
 }
 
-fn f64_list(values: Vec<f64>) -> ArrayRef {
+pub(crate) fn f64_list(values: Vec<f64>) -> ArrayRef {
     let field = Arc::new(Field::new_list_field(DataType::Float64, true));
     let len = values.len();
     Arc::new(ListArray::new(
@@ -181,11 +181,11 @@ fn f64_list(values: Vec<f64>) -> ArrayRef {
     ))
 }
 
-fn list_type() -> DataType {
+pub(crate) fn list_type() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))
 }
 
-fn list_values(array: &ListArray, row: usize) -> DfResult<Vec<f64>> {
+pub(crate) fn list_values(array: &ListArray, row: usize) -> DfResult<Vec<f64>> {
     let inner = array.value(row);
     Ok(as_float64_array(&inner)?.values().to_vec())
 }
@@ -349,20 +349,15 @@ impl AggregateUDFImpl for LocalFitUdaf {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        Ok(Box::new(LocalFitAccumulator {
-            spec: self.spec.clone(),
-            options: self.options,
-            progress: self.progress.clone(),
-            key: None,
-            skipped: 0,
-            x: Vec::new(),
-            y: Vec::new(),
-            started: None,
-        }))
+        Ok(Box::new(LocalFitAccumulator::new(
+            self.spec.clone(),
+            self.options,
+            self.progress.clone(),
+        )))
     }
 }
 
-struct LocalFitAccumulator {
+pub(crate) struct LocalFitAccumulator {
     spec: ModelSpec,
     options: NewtonOptions,
     progress: Option<ProgressHook>,
@@ -390,6 +385,23 @@ fn first_key(values: &ArrayRef) -> DfResult<Option<String>> {
 }
 
 impl LocalFitAccumulator {
+    pub(crate) fn new(
+        spec: ModelSpec,
+        options: NewtonOptions,
+        progress: Option<ProgressHook>,
+    ) -> Self {
+        LocalFitAccumulator {
+            spec,
+            options,
+            progress,
+            key: None,
+            skipped: 0,
+            x: Vec::new(),
+            y: Vec::new(),
+            started: None,
+        }
+    }
+
     /// Returns the first feature whose values are all equal on this machine.
     fn constant_feature(&self) -> Option<&str> {
         let p = self.spec.n_params();
@@ -629,20 +641,15 @@ impl AggregateUDFImpl for DerivativesUdaf {
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        Ok(Box::new(DerivativesAccumulator {
-            spec: self.spec.clone(),
-            theta: self.theta.clone(),
-            progress: self.progress.clone(),
-            key: None,
-            moments: DerivativeMoments::new(self.spec.n_params()),
-            x: Vec::new(),
-            y: Vec::new(),
-            started: None,
-        }))
+        Ok(Box::new(DerivativesAccumulator::new(
+            self.spec.clone(),
+            self.theta.clone(),
+            self.progress.clone(),
+        )))
     }
 }
 
-struct DerivativesAccumulator {
+pub(crate) struct DerivativesAccumulator {
     spec: ModelSpec,
     theta: Vec<f64>,
     progress: Option<ProgressHook>,
@@ -659,6 +666,21 @@ impl std::fmt::Debug for DerivativesAccumulator {
             .field("key", &self.key)
             .field("rows", &self.moments.rows)
             .finish()
+    }
+}
+
+impl DerivativesAccumulator {
+    pub(crate) fn new(spec: ModelSpec, theta: Vec<f64>, progress: Option<ProgressHook>) -> Self {
+        DerivativesAccumulator {
+            moments: DerivativeMoments::new(spec.n_params()),
+            spec,
+            theta,
+            progress,
+            key: None,
+            x: Vec::new(),
+            y: Vec::new(),
+            started: None,
+        }
     }
 }
 
