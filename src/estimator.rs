@@ -483,9 +483,13 @@ pub async fn estimate<S: DerivativeSource>(
             let fit = &fits[j];
             let mut max_abs_z = result.machine_gradient_z.get(j).copied().unwrap_or(0.0);
             if unusable[j].is_none() {
-                for l in 0..p {
-                    let sd = (variance_median[l] / rows[j] as f64).sqrt();
-                    let z = (first[j].estimate[l] - result.estimate[l]).abs() / sd;
+                let coordinates = variance_median
+                    .iter()
+                    .zip(&first[j].estimate)
+                    .zip(&result.estimate);
+                for ((variance, local), aggregated) in coordinates {
+                    let sd = (variance / rows[j] as f64).sqrt();
+                    let z = (local - aggregated).abs() / sd;
                     // NaN (an unusable scale) must stay visible rather than be skipped.
                     if z.is_nan() || z > max_abs_z {
                         max_abs_z = z;
@@ -498,7 +502,12 @@ pub async fn estimate<S: DerivativeSource>(
                 iterations: fit.iterations,
                 unusable: unusable[j].clone(),
                 max_abs_z,
-                outlier: unusable[j].is_none() && !(max_abs_z <= threshold),
+                // A NaN distance counts as an outlier.
+                outlier: unusable[j].is_none()
+                    && !matches!(
+                        max_abs_z.partial_cmp(&threshold),
+                        Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+                    ),
                 injected: injected[j],
             }
         })

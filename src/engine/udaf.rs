@@ -105,12 +105,7 @@ impl ModelSpec {
         let mut skipped = 0;
         x.reserve(response.len() * self.n_params());
         'rows: for i in 0..response.len() {
-            let machine = || {
-                key.is_valid(i)
-                    .then(|| key.value(i))
-                    .unwrap_or("")
-                    .to_string()
-            };
+            let machine = || if key.is_valid(i) { key.value(i) } else { "" }.to_string();
             let check = |array: &Float64Array, column: &str| -> DfResult<Option<f64>> {
                 if array.is_null(i) || !array.value(i).is_finite() {
                     if self.drop_missing {
