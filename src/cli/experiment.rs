@@ -15,7 +15,7 @@ use rose::{Result, RoseError};
 
 #[derive(Args)]
 pub struct ExperimentArgs {
-    /// Table of the paper to regenerate, 1 to 7.
+    /// Table of the paper to regenerate, 1 to 9 (8 and 9 run the MNIST study).
     #[arg(long)]
     table: u8,
 
@@ -64,7 +64,7 @@ pub fn run_experiment(args: ExperimentArgs) -> Result<()> {
     let spec = TableSpec::new(args.table).ok_or_else(|| {
         RoseError::option(
             "--table",
-            format!("table {} does not exist: use 1 to 7", args.table),
+            format!("table {} does not exist: use 1 to 9", args.table),
         )
     })?;
     let mut grid = Grid::paper(&spec);
