@@ -43,6 +43,7 @@ pub mod error;
 pub mod estimator;
 pub mod experiment;
 pub mod family;
+pub mod lasso;
 pub mod linalg;
 pub mod local_fit;
 pub mod memory;

@@ -29,6 +29,8 @@ enum Command {
     Experiment(cli::experiment::ExperimentArgs),
     /// Run SQL with rose's functions over Parquet directories.
     Sql(cli::sql::SqlArgs),
+    /// Run the paper's MNIST study (Tables 8 and 9) on the digits in data/.
+    Mnist(cli::mnist::MnistArgs),
 }
 
 /// Output format of results.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => (args.quiet, false),
         Command::Experiment(args) => (args.quiet, false),
         Command::Sql(args) => (args.quiet, false),
+        Command::Mnist(args) => (args.quiet, false),
     };
     init_logging(quiet, verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => cli::simulate::run_simulate(args),
         Command::Experiment(args) => cli::experiment::run_experiment(args),
         Command::Sql(args) => runtime.block_on(cli::sql::run_sql(args)),
+        Command::Mnist(args) => cli::mnist::run_mnist(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

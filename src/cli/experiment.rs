@@ -61,6 +61,9 @@ pub fn run_experiment(args: ExperimentArgs) -> Result<()> {
         print!("{}", table_1(&args.paper));
         return Ok(());
     }
+    if args.table == 8 || args.table == 9 {
+        return super::mnist::run_mnist(super::mnist::MnistArgs::for_table(args.table, args.quiet));
+    }
     let spec = TableSpec::new(args.table).ok_or_else(|| {
         RoseError::option(
             "--table",

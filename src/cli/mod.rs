@@ -2,6 +2,7 @@
 
 pub mod experiment;
 pub mod fit;
+pub mod mnist;
 pub mod simulate;
 pub mod sql;
 

@@ -3,6 +3,7 @@
 
 pub mod discover;
 pub mod machine_key;
+pub mod mnist;
 pub mod sql;
 pub mod udaf;
 pub mod write;

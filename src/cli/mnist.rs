@@ -1,0 +1,313 @@
+//! `rose mnist`: the paper's MNIST study (Tables 8 and 9).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use rose::engine::mnist::{Study, StudyOptions, run_study, write_study_data};
+use rose::{Result, RoseError};
+
+/// Output formats of the study.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StudyFormat {
+    /// Markdown tables beside the paper's values.
+    Table,
+    /// One JSON array of `{study, machines, alpha, estimator, accuracy}`.
+    Json,
+}
+
+#[derive(Args)]
+pub struct MnistArgs {
+    /// Study: 6-9, 8-9 or both.
+    #[arg(long, default_value = "both")]
+    study: String,
+
+    /// Machine counts m, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,20,30")]
+    machines: Vec<usize>,
+
+    /// Byzantine fractions, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,0.2")]
+    alpha: Vec<f64>,
+
+    /// Pixels kept by the lasso screening [default: 15 for 6-9, 26 for 8-9].
+    #[arg(long)]
+    variables: Option<usize>,
+
+    /// Share of the images held out as the test set.
+    #[arg(long, default_value_t = 0.2)]
+    test_fraction: f64,
+
+    /// VRMOL quantile levels K.
+    #[arg(short = 'K', long = "quantiles", default_value_t = 5)]
+    quantiles: usize,
+
+    /// Seed of the split, the machines and the Byzantine choice.
+    #[arg(long, default_value_t = 20_240_615)]
+    seed: u64,
+
+    /// Directory holding mnist-6-9, mnist-8-9 and mnist-0-1.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: StudyFormat,
+
+    /// Write the fitted models (estimates per setting and estimator) as JSON to this file.
+    #[arg(long)]
+    models: Option<PathBuf>,
+
+    /// Write each setting's machines and the test set as Parquet under this directory.
+    #[arg(long)]
+    write_data: Option<PathBuf>,
+
+    /// CSV of the paper's accuracies to print beside the results.
+    #[arg(long, default_value = "data/paper/mnist.csv")]
+    paper: PathBuf,
+
+    /// Worker threads [default: number of cores].
+    #[arg(long)]
+    threads: Option<usize>,
+
+    /// Print only the results.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl MnistArgs {
+    /// The arguments of `rose experiment --table 8` (6-9) or `--table 9` (8-9).
+    pub fn for_table(table: u8, quiet: bool) -> MnistArgs {
+        MnistArgs {
+            study: if table == 8 { "6-9" } else { "8-9" }.to_string(),
+            machines: vec![10, 20, 30],
+            alpha: vec![0.0, 0.2],
+            variables: None,
+            test_fraction: 0.2,
+            quantiles: 5,
+            seed: 20_240_615,
+            data_dir: PathBuf::from("data"),
+            format: StudyFormat::Table,
+            models: None,
+            write_data: None,
+            paper: PathBuf::from("data/paper/mnist.csv"),
+            threads: None,
+            quiet,
+        }
+    }
+}
+
+pub fn run_mnist(args: MnistArgs) -> Result<()> {
+    let studies: Vec<&str> = match args.study.as_str() {
+        "both" => vec!["6-9", "8-9"],
+        "6-9" => vec!["6-9"],
+        "8-9" => vec!["8-9"],
+        other => {
+            return Err(RoseError::option(
+                "--study",
+                format!("'{other}' is not 6-9, 8-9 or both"),
+            ));
+        }
+    };
+    if !(args.test_fraction > 0.0 && args.test_fraction < 0.9) {
+        return Err(RoseError::option(
+            "--test-fraction",
+            "use a share between 0 and 0.9, e.g. 0.2",
+        ));
+    }
+    if args.alpha.iter().any(|a| !(0.0..0.5).contains(a)) {
+        return Err(RoseError::option(
+            "--alpha",
+            "fractions must be in [0, 0.5)",
+        ));
+    }
+    if args.machines.iter().any(|&m| m < 1) {
+        return Err(RoseError::option("--machines", "use at least one machine"));
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let bar = if !args.quiet && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new((studies.len() * args.machines.len() * args.alpha.len()) as u64);
+        bar.set_style(
+            ProgressStyle::with_template("MNIST [{bar:30}] {pos}/{len} settings, {eta} left")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for study in &studies {
+        let mut options = StudyOptions::paper(study);
+        options.machines = args.machines.clone();
+        options.alphas = args.alpha.clone();
+        options.test_fraction = args.test_fraction;
+        options.k_quantiles = args.quantiles;
+        options.seed = args.seed;
+        options.data_dir = args.data_dir.clone();
+        if let Some(v) = args.variables {
+            options.variables = v;
+        }
+        let result = run_study(&options, threads, &|| bar.inc(1))?;
+        if let Some(dir) = &args.write_data {
+            write_study_data(&options, &result, dir)?;
+        }
+        results.push(result);
+    }
+    bar.finish_and_clear();
+
+    if let Some(path) = &args.models {
+        let models: Vec<_> = results
+            .iter()
+            .flat_map(|s| {
+                s.cells.iter().map(move |c| {
+                    json!({
+                        "study": s.study,
+                        "machines": c.machines,
+                        "alpha": c.alpha,
+                        "estimator": c.estimator.name(),
+                        "names": std::iter::once("(Intercept)".to_string()).chain(s.selected.iter().cloned()).collect::<Vec<_>>(),
+                        "estimate": c.estimate,
+                        "accuracy": c.accuracy,
+                        "failure": c.failure,
+                    })
+                })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&models).expect("JSON") + "\n";
+        std::fs::write(path, text).map_err(|source| RoseError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    match args.format {
+        StudyFormat::Json => {
+            let rows: Vec<_> = results
+                .iter()
+                .flat_map(|s| {
+                    s.cells.iter().map(move |c| {
+                        json!({
+                            "study": s.study,
+                            "machines": c.machines,
+                            "alpha": c.alpha,
+                            "estimator": c.estimator.name(),
+                            "accuracy": c.accuracy,
+                        })
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
+        }
+        StudyFormat::Table => {
+            let paper = read_paper(&args.paper);
+            for study in &results {
+                print!("{}", to_markdown(study, &args, &paper));
+            }
+        }
+    }
+    if !args.quiet {
+        eprintln!(
+            "MNIST study finished in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+type PaperKey = (String, usize, i64, String);
+
+fn read_paper(path: &Path) -> HashMap<PaperKey, f64> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return HashMap::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            let alpha: f64 = f.get(4)?.parse().ok()?;
+            Some((
+                (
+                    f[0].to_string(),
+                    f[2].parse().ok()?,
+                    (alpha * 100.0).round() as i64,
+                    f[5].to_string(),
+                ),
+                f.get(6)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+fn to_markdown(study: &Study, args: &MnistArgs, paper: &HashMap<PaperKey, f64>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Study {} ({} pixels: {}). {} training and {} test images; {} pixels survive the zero screening. \
+         Test accuracy; `paper` is the published value (on the full MNIST training set).\n",
+        study.study,
+        study.selected.len(),
+        study.selected.join(" "),
+        study.train_rows,
+        study.test_rows,
+        study.screened,
+    );
+    let _ = write!(out, "| estimator | α |");
+    for &m in &args.machines {
+        let rows = study
+            .cells
+            .iter()
+            .find(|c| c.machines == m)
+            .map_or(0, |c| c.rows);
+        let _ = write!(out, " m = {m} (n ≈ {rows}) |");
+    }
+    out.push_str("\n|---|---|");
+    out.push_str(&"---|".repeat(args.machines.len()));
+    out.push('\n');
+    let mut estimators: Vec<_> = study.cells.iter().map(|c| c.estimator).collect();
+    estimators.dedup();
+    let mut seen = Vec::new();
+    for estimator in estimators {
+        if seen.contains(&estimator) {
+            continue;
+        }
+        seen.push(estimator);
+        for &alpha in &args.alpha {
+            let _ = write!(out, "| {} | {alpha:.2} |", estimator.name());
+            for &m in &args.machines {
+                let cell = study.cells.iter().find(|c| {
+                    c.machines == m && c.estimator == estimator && (c.alpha - alpha).abs() < 1e-9
+                });
+                match cell {
+                    Some(c) if c.accuracy.is_finite() => {
+                        let _ = write!(out, " {:.2}%", 100.0 * c.accuracy);
+                    }
+                    Some(_) => out.push_str(" failed"),
+                    None => out.push_str(" -"),
+                }
+                let key = (
+                    study.study.clone(),
+                    m,
+                    (alpha * 100.0).round() as i64,
+                    estimator.name().to_string(),
+                );
+                if let Some(p) = paper.get(&key) {
+                    let _ = write!(out, " · paper {:.2}%", 100.0 * p);
+                }
+                out.push_str(" |");
+            }
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+    out
+}
