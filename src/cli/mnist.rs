@@ -252,7 +252,7 @@ fn to_markdown(study: &Study, args: &MnistArgs, paper: &HashMap<PaperKey, f64>) 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Study {} ({} pixels: {}). {} training and {} test images; {} pixels survive the zero screening. \
+        "Study {} ({} pixels: {}). {} training and {} test images; {} pixels pass the zero and t-statistic screening. \
          Test accuracy; `paper` is the published value (on the full MNIST training set).\n",
         study.study,
         study.selected.len(),
