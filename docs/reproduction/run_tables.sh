@@ -1,0 +1,9 @@
+#!/bin/bash
+cd "$(dirname "$0")/../.."
+for t in 1 2 3 4 5 6 7; do
+  start=$(date +%s)
+  target/debug/rose experiment --table $t --csv docs/reproduction/table$t.csv > docs/reproduction/table$t.md 2> docs/reproduction/table$t.log
+  end=$(date +%s)
+  echo "table $t: $((end-start)) s" >> docs/reproduction/timings.txt
+done
+echo done >> docs/reproduction/timings.txt
