@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::{StreamExt, TryStreamExt};
+
 use datafusion::arrow::array::{Array, RecordBatch, StructArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::cast::as_string_array;
@@ -58,6 +60,9 @@ impl From<DataFusionError> for RoseError {
 
 /// Name under which the directory is registered.
 const TABLE: &str = "rose_data";
+/// Largest number of machine groups of a path layout that round 1 queries one by one.
+const MAX_GROUPS: usize = 256;
+
 /// Column alias of the machine key in the per-machine queries.
 const KEY: &str = discover::RESERVED_COLUMN;
 
@@ -250,6 +255,38 @@ impl Dataset {
         machine: Option<usize>,
     ) -> Result<Vec<(usize, StructArray, usize)>> {
         let frame = self.frame(machine).await?;
+        self.aggregate_frame(frame, udaf).await
+    }
+
+    /// Builds the per-machine input of a group of machines of a path layout, reading only
+    /// their files.
+    fn chunk_frame(&self, chunk: &[usize]) -> Result<Option<DataFrame>> {
+        let files: Vec<&ParquetFile> = self
+            .discovery
+            .files
+            .iter()
+            .filter(|f| f.rows > 0)
+            .filter(|f| {
+                f.machine
+                    .as_ref()
+                    .is_some_and(|id| chunk.iter().any(|&j| &self.ids[j] == id))
+            })
+            .collect();
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let table = listing_table(&self.discovery, &self.spec, &files)?;
+        let df = self.ctx.read_table(Arc::new(table))?;
+        let key = self.file_machine.call(vec![input_file_name()]);
+        Ok(Some(self.project(df, key)?))
+    }
+
+    /// Aggregates a per-machine input and returns the output rows keyed by machine index.
+    async fn aggregate_frame(
+        &self,
+        frame: DataFrame,
+        udaf: AggregateUDF,
+    ) -> Result<Vec<(usize, StructArray, usize)>> {
         let mut args = vec![ident(KEY), ident(&self.spec.response)];
         args.extend(self.spec.features.iter().map(ident));
         let aggregated = frame.aggregate(vec![ident(KEY)], vec![udaf.call(args).alias("stats")])?;
@@ -303,7 +340,37 @@ impl Dataset {
             self.progress.clone(),
         ));
         let mut fits: Vec<Option<LocalFit>> = vec![None; self.ids.len()];
-        for (j, stats, row) in self.per_machine(udaf, None).await? {
+        let rows = match self.discovery.layout {
+            Layout::Column(_) => self.per_machine(udaf, None).await?,
+            _ => {
+                // The local fit buffers a machine's rows, so the machines of a path layout
+                // are fitted in small groups, a few at a time: memory then grows with the
+                // rows of the groups in flight, not with the whole directory.
+                let m = self.ids.len();
+                let group = m.div_ceil(MAX_GROUPS).max(1);
+                let chunks: Vec<Vec<usize>> = (0..m)
+                    .collect::<Vec<_>>()
+                    .chunks(group)
+                    .map(<[usize]>::to_vec)
+                    .collect();
+                let in_flight = self.ctx.state().config().target_partitions().max(1);
+                let results: Vec<Vec<(usize, StructArray, usize)>> = futures::stream::iter(chunks)
+                    .map(|chunk| {
+                        let udaf = udaf.clone();
+                        async move {
+                            match self.chunk_frame(&chunk)? {
+                                Some(frame) => self.aggregate_frame(frame, udaf).await,
+                                None => Ok(Vec::new()),
+                            }
+                        }
+                    })
+                    .buffer_unordered(in_flight)
+                    .try_collect()
+                    .await?;
+                results.into_iter().flatten().collect()
+            }
+        };
+        for (j, stats, row) in rows {
             fits[j] = Some(LocalFitUdaf::decode(&stats, row)?);
         }
         Ok(fits
