@@ -331,6 +331,37 @@ impl Dataset {
         }
     }
 
+    /// Runs a per-machine aggregate over every machine. Machines of a path layout are
+    /// queried in small groups, a few at a time, so that memory grows with the rows of the
+    /// groups in flight rather than with the whole directory.
+    async fn all_machines(&self, udaf: AggregateUDF) -> Result<Vec<(usize, StructArray, usize)>> {
+        if let Layout::Column(_) = self.discovery.layout {
+            return self.per_machine(udaf, None).await;
+        }
+        let m = self.ids.len();
+        let group = m.div_ceil(MAX_GROUPS).max(1);
+        let chunks: Vec<Vec<usize>> = (0..m)
+            .collect::<Vec<_>>()
+            .chunks(group)
+            .map(<[usize]>::to_vec)
+            .collect();
+        let in_flight = self.ctx.state().config().target_partitions().max(1);
+        let results: Vec<Vec<(usize, StructArray, usize)>> = futures::stream::iter(chunks)
+            .map(|chunk| {
+                let udaf = udaf.clone();
+                async move {
+                    match self.chunk_frame(&chunk)? {
+                        Some(frame) => self.aggregate_frame(frame, udaf).await,
+                        None => Ok(Vec::new()),
+                    }
+                }
+            })
+            .buffer_unordered(in_flight)
+            .try_collect()
+            .await?;
+        Ok(results.into_iter().flatten().collect())
+    }
+
     /// Round 1: every machine's local fit, in machine order. Machines without rows get a
     /// failed fit.
     pub async fn local_fits(&self) -> Result<Vec<LocalFit>> {
@@ -340,36 +371,7 @@ impl Dataset {
             self.progress.clone(),
         ));
         let mut fits: Vec<Option<LocalFit>> = vec![None; self.ids.len()];
-        let rows = match self.discovery.layout {
-            Layout::Column(_) => self.per_machine(udaf, None).await?,
-            _ => {
-                // The local fit buffers a machine's rows, so the machines of a path layout
-                // are fitted in small groups, a few at a time: memory then grows with the
-                // rows of the groups in flight, not with the whole directory.
-                let m = self.ids.len();
-                let group = m.div_ceil(MAX_GROUPS).max(1);
-                let chunks: Vec<Vec<usize>> = (0..m)
-                    .collect::<Vec<_>>()
-                    .chunks(group)
-                    .map(<[usize]>::to_vec)
-                    .collect();
-                let in_flight = self.ctx.state().config().target_partitions().max(1);
-                let results: Vec<Vec<(usize, StructArray, usize)>> = futures::stream::iter(chunks)
-                    .map(|chunk| {
-                        let udaf = udaf.clone();
-                        async move {
-                            match self.chunk_frame(&chunk)? {
-                                Some(frame) => self.aggregate_frame(frame, udaf).await,
-                                None => Ok(Vec::new()),
-                            }
-                        }
-                    })
-                    .buffer_unordered(in_flight)
-                    .try_collect()
-                    .await?;
-                results.into_iter().flatten().collect()
-            }
-        };
+        let rows = self.all_machines(udaf).await?;
         for (j, stats, row) in rows {
             fits[j] = Some(LocalFitUdaf::decode(&stats, row)?);
         }
@@ -404,7 +406,11 @@ impl Dataset {
             },
         ));
         let mut out: Vec<Option<LocalDerivatives>> = vec![None; self.ids.len()];
-        for (j, stats, row) in self.per_machine(udaf, machine).await? {
+        let rows = match machine {
+            None => self.all_machines(udaf).await?,
+            Some(_) => self.per_machine(udaf, machine).await?,
+        };
+        for (j, stats, row) in rows {
             let d = DerivativesUdaf::decode(&stats, row)?;
             out[j] = (d.rows > 0).then_some(d);
         }
