@@ -7,10 +7,10 @@ One run:
 3. runs `rose fit DIR --no-intercept --family logistic --format json -q --estimator E`
    for each estimator, and benches/fit_statsmodels.py, each REPEATS times under
    `/usr/bin/time -v`, which reports the wall time, CPU time and peak resident set size,
-4. prints the machine, the tool versions, a Markdown table of medians, the agreement
-   between rose's estimate and the pooled fit, and whether rose met the two targets:
-   less wall time than statsmodels' read + fit, and a peak RSS no larger than the
-   decoded data (rows x columns x 8 bytes).
+4. prints the machine, the tool versions, a Markdown table of medians and the agreement
+   between rose's estimate and the pooled fit. It ends with whether rose met the two
+   targets: less wall time than statsmodels' read + fit, and a peak RSS no larger than
+   the decoded data (rows x columns x 8 bytes).
 
 The release binary is not built here: run `cargo build --release` first.
 
