@@ -1,4 +1,5 @@
-//! `rose mnist`: the paper's MNIST study (Tables 8 and 9).
+//! `rose mnist`: the MNIST study of Wang, Zhu and Zhu, "Byzantine-robust distributed
+//! one-step estimation", Section 5.2 (Tables 8 and 9).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -82,7 +83,7 @@ pub struct MnistArgs {
 }
 
 impl MnistArgs {
-    /// The arguments of `rose experiment --table 8` (6-9) or `--table 9` (8-9).
+    /// Returns the arguments of `rose experiment --table 8` (6-9) or `--table 9` (8-9).
     pub fn for_table(table: u8, quiet: bool) -> MnistArgs {
         MnistArgs {
             study: if table == 8 { "6-9" } else { "8-9" }.to_string(),
