@@ -327,7 +327,8 @@ fn covariance_note(estimator: Estimator) -> &'static str {
     }
 }
 
-fn csv_field(s: &str) -> String {
+/// Quotes a CSV field when it contains a comma, a quote or a newline.
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

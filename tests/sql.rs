@@ -12,16 +12,7 @@ use serde_json::Value;
 const SAME_COMPUTATION: f64 = 1e-10;
 
 fn sql_json(args: &[&str]) -> Value {
-    let mut all = vec!["sql"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--format", "json", "-q"]);
-    let out = rose(&all);
-    assert!(
-        out.status.success(),
-        "rose {all:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("rose sql prints JSON")
+    command_json("sql", args)
 }
 
 fn sql_error(args: &[&str]) -> String {

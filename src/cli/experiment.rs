@@ -1,4 +1,5 @@
-//! `rose experiment`: regenerate Tables 1 to 7 of the paper's simulation studies.
+//! `rose experiment`: regenerate Tables 1 to 7 of the simulation studies of
+//! Wang, Zhu and Zhu, "Byzantine-robust distributed one-step estimation".
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

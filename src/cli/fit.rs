@@ -1,6 +1,6 @@
 //! `rose fit`: the robust estimate of a Parquet directory.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -307,27 +307,6 @@ pub async fn run_fit(args: FitArgs) -> Result<()> {
         Format::Json => summary.to_json(),
         Format::Csv => summary.to_csv(),
     };
-    match &args.output {
-        Some(path) => std::fs::write(path, text).map_err(|source| RoseError::Io {
-            path: path.clone(),
-            source,
-        })?,
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (e.g. `| head`) is not an error worth reporting; others are.
-            match stdout
-                .write_all(text.as_bytes())
-                .and_then(|_| stdout.flush())
-            {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    return Err(RoseError::Io {
-                        path: PathBuf::from("<standard output>"),
-                        source: e,
-                    });
-                }
-                _ => {}
-            }
-        }
-    }
+    super::write_output(args.output.as_deref(), &text)?;
     Ok(())
 }

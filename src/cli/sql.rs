@@ -1,6 +1,5 @@
 //! `rose sql`: run SQL with rose's functions over Parquet directories.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -72,27 +71,7 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
             output.push_str(&render(&batches, args.format)?);
         }
     }
-    match &args.output {
-        Some(path) => std::fs::write(path, output).map_err(|source| RoseError::Io {
-            path: path.clone(),
-            source,
-        })?,
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            match stdout
-                .write_all(output.as_bytes())
-                .and_then(|_| stdout.flush())
-            {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    return Err(RoseError::Io {
-                        path: PathBuf::from("<standard output>"),
-                        source: e,
-                    });
-                }
-                _ => {}
-            }
-        }
-    }
+    super::write_output(args.output.as_deref(), &output)?;
     Ok(())
 }
 
@@ -171,7 +150,7 @@ fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
                 .schema()
                 .fields()
                 .iter()
-                .map(|f| csv_field(f.name()))
+                .map(|f| rose::report::csv_field(f.name()))
                 .collect();
             out.push_str(&header.join(","));
             out.push('\n');
@@ -186,7 +165,7 @@ fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
                 for row in 0..batch.num_rows() {
                     let cells: Vec<String> = formatters
                         .iter()
-                        .map(|f| csv_field(&f.value(row).to_string()))
+                        .map(|f| rose::report::csv_field(&f.value(row).to_string()))
                         .collect();
                     out.push_str(&cells.join(","));
                     out.push('\n');
@@ -194,13 +173,5 @@ fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
             }
             Ok(out)
         }
-    }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
     }
 }

@@ -176,6 +176,46 @@ pub(crate) fn f64_list(values: Vec<f64>) -> ArrayRef {
     ))
 }
 
+fn state_field(function: &str, name: &str, data_type: DataType) -> FieldRef {
+    Arc::new(Field::new(
+        format_state_name(function, name),
+        data_type,
+        true,
+    ))
+}
+
+/// Builds the state fields of the round-1 accumulator: machine key, skipped rows and the
+/// buffered responses and design rows.
+pub(crate) fn local_fit_state_fields(function: &str) -> Vec<FieldRef> {
+    vec![
+        state_field(function, "key", DataType::Utf8),
+        state_field(function, "skipped", DataType::UInt64),
+        state_field(function, "y", list_type()),
+        state_field(function, "x", list_type()),
+    ]
+}
+
+/// Builds the state fields of the round-2 accumulator: machine key and mergeable moments.
+pub(crate) fn derivatives_state_fields(function: &str) -> Vec<FieldRef> {
+    vec![
+        state_field(function, "key", DataType::Utf8),
+        state_field(function, "rows", DataType::UInt64),
+        state_field(function, "loss", DataType::Float64),
+        state_field(function, "gradient_mean", list_type()),
+        state_field(function, "gradient_m2", list_type()),
+        state_field(function, "hessian_mean", list_type()),
+        state_field(function, "hessian_m2", list_type()),
+    ]
+}
+
+/// Whether a type is a list (any list layout), as the SQL functions accept for vectors.
+pub(crate) fn is_list_type(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+    )
+}
+
 pub(crate) fn list_type() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))
 }
@@ -319,28 +359,7 @@ impl AggregateUDFImpl for LocalFitUdaf {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
-        Ok(vec![
-            Arc::new(Field::new(
-                format_state_name(args.name, "key"),
-                DataType::Utf8,
-                true,
-            )),
-            Arc::new(Field::new(
-                format_state_name(args.name, "skipped"),
-                DataType::UInt64,
-                true,
-            )),
-            Arc::new(Field::new(
-                format_state_name(args.name, "y"),
-                list_type(),
-                true,
-            )),
-            Arc::new(Field::new(
-                format_state_name(args.name, "x"),
-                list_type(),
-                true,
-            )),
-        ])
+        Ok(local_fit_state_fields(args.name))
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
@@ -617,22 +636,7 @@ impl AggregateUDFImpl for DerivativesUdaf {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
-        let field = |name: &str, data_type: DataType| {
-            Arc::new(Field::new(
-                format_state_name(args.name, name),
-                data_type,
-                true,
-            ))
-        };
-        Ok(vec![
-            field("key", DataType::Utf8),
-            field("rows", DataType::UInt64),
-            field("loss", DataType::Float64),
-            field("gradient_mean", list_type()),
-            field("gradient_m2", list_type()),
-            field("hessian_mean", list_type()),
-            field("hessian_m2", list_type()),
-        ])
+        Ok(derivatives_state_fields(args.name))
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {

@@ -25,7 +25,13 @@ pub fn rose(args: &[&str]) -> Output {
 /// Runs `rose fit ... --format json -q` and parses the output, failing the test with
 /// the binary's standard error when it exits with an error.
 pub fn fit_json(args: &[&str]) -> Value {
-    let mut all = vec!["fit"];
+    command_json("fit", args)
+}
+
+/// Runs `rose SUBCOMMAND ... --format json -q` and parses the output, failing the test
+/// with the binary's standard error when it exits with an error.
+pub fn command_json(subcommand: &str, args: &[&str]) -> Value {
+    let mut all = vec![subcommand];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--format", "json", "-q"]);
     let out = rose(&all);

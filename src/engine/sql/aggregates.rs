@@ -14,20 +14,14 @@ use super::{DfResult, ModelOptions, argument_error, family_argument, literal};
 use crate::aggregate::{self, QuantileLevels};
 use crate::engine::udaf::{
     DerivativesAccumulator, DerivativesUdaf, LocalFitAccumulator, LocalFitUdaf, ModelSpec,
-    f64_list, list_type, list_values,
+    derivatives_state_fields, f64_list, is_list_type, list_type, list_values,
+    local_fit_state_fields,
 };
 
 fn is_string(data_type: &DataType) -> bool {
     matches!(
         data_type,
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    )
-}
-
-fn is_list(data_type: &DataType) -> bool {
-    matches!(
-        data_type,
-        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
     )
 }
 
@@ -62,7 +56,7 @@ fn coerce_model_arguments(
     }
     let mut out = vec![DataType::Utf8];
     if with_theta {
-        if !is_list(&arg_types[1]) {
+        if !is_list_type(&arg_types[1]) {
             return Err(argument_error(
                 name,
                 1,
@@ -142,31 +136,6 @@ fn keyed_columns(values: &[ArrayRef], first_column: usize, columns: usize) -> Ve
     out
 }
 
-fn local_fit_state_fields(args: &StateFieldsArgs) -> Vec<FieldRef> {
-    vec![
-        Arc::new(Field::new(
-            format_state_name(args.name, "key"),
-            DataType::Utf8,
-            true,
-        )),
-        Arc::new(Field::new(
-            format_state_name(args.name, "skipped"),
-            DataType::UInt64,
-            true,
-        )),
-        Arc::new(Field::new(
-            format_state_name(args.name, "y"),
-            list_type(),
-            true,
-        )),
-        Arc::new(Field::new(
-            format_state_name(args.name, "x"),
-            list_type(),
-            true,
-        )),
-    ]
-}
-
 /// `rose_local_fit(family, response, feature, ... [, options])`: one machine's local
 /// M-estimate (round 1), as the struct `{rows, estimate, variance, converged,
 /// iterations, failure, dropped}`.
@@ -208,7 +177,7 @@ impl AggregateUDFImpl for SqlLocalFit {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
-        Ok(local_fit_state_fields(&args))
+        Ok(local_fit_state_fields(args.name))
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
@@ -293,22 +262,7 @@ impl AggregateUDFImpl for SqlLocalDerivatives {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
-        let field = |name: &str, data_type: DataType| {
-            Arc::new(Field::new(
-                format_state_name(args.name, name),
-                data_type,
-                true,
-            ))
-        };
-        Ok(vec![
-            field("key", DataType::Utf8),
-            field("rows", DataType::UInt64),
-            field("loss", DataType::Float64),
-            field("gradient_mean", list_type()),
-            field("gradient_m2", list_type()),
-            field("hessian_mean", list_type()),
-            field("hessian_m2", list_type()),
-        ])
+        Ok(derivatives_state_fields(args.name))
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
@@ -321,7 +275,7 @@ impl AggregateUDFImpl for SqlLocalDerivatives {
     }
 }
 
-/// Derivatives accumulator that takes `θ` from the first row it sees, because the SQL
+/// Derivatives accumulator that takes `θ` from the first row it receives, because the SQL
 /// argument may be a column (from a join with the previous round's result).
 #[derive(Debug)]
 struct LazyDerivatives {
@@ -501,7 +455,7 @@ impl AggregateUDFImpl for Combine {
                 } else {
                     DataType::Float64
                 });
-            } else if is_list(data_type) || matches!(data_type, DataType::Null) {
+            } else if is_list_type(data_type) || matches!(data_type, DataType::Null) {
                 out.push(list_type());
             } else {
                 return Err(argument_error(

@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
 
 use super::{DfResult, argument_error};
 use crate::aggregate::QuantileLevels;
-use crate::engine::udaf::{DerivativesUdaf, list_type, list_values};
+use crate::engine::udaf::{DerivativesUdaf, is_list_type, list_type, list_values};
 use crate::linalg;
 use crate::local_fit::sandwich_diagonal;
 
@@ -69,13 +69,6 @@ impl RoseScalar {
             signature: Signature::user_defined(Volatility::Immutable),
         }
     }
-}
-
-fn is_list(data_type: &DataType) -> bool {
-    matches!(
-        data_type,
-        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
-    )
 }
 
 impl ScalarUDFImpl for RoseScalar {
@@ -134,7 +127,7 @@ impl ScalarUDFImpl for RoseScalar {
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    if is_list(t) {
+                    if is_list_type(t) {
                         Ok(list_type())
                     } else {
                         Err(argument_error(
