@@ -124,7 +124,7 @@ def main() -> None:
     flat("two-machines", machines=2)
     flat("one-machine", machines=1)
 
-    # The central machine holds no rows.
+    # The central machine has no rows.
     machines = [logistic_rows(150) for _ in range(7)]
     for j, (x, y) in enumerate(machines):
         t = table(x, y)

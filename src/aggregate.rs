@@ -8,7 +8,7 @@
 
 use statrs::distribution::{Continuous, ContinuousCDF, Normal};
 
-/// The standard normal distribution `N(0, 1)`.
+/// Returns the standard normal distribution `N(0, 1)`.
 fn standard_normal() -> Normal {
     Normal::new(0.0, 1.0).expect("N(0, 1) has valid parameters")
 }
@@ -168,7 +168,8 @@ mod tests {
             // The table rounds to three decimals.
             assert!((d_k - expected).abs() <= 0.0005, "K = {k}: D_K = {d_k}");
             let efficiency = 1.0 / d_k;
-            assert!(efficiency > 0.85 && efficiency < 0.956, "K = {k}");
+            assert!(efficiency > 0.85, "K = {k}");
+            assert!(efficiency < 0.956, "K = {k}");
         }
     }
 

@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand_distr::StandardNormal;
 use statrs::distribution::{ContinuousCDF, Normal};
 
-/// How a Byzantine machine corrupts the values it sends.
+/// Corruption that a Byzantine machine applies to the values it sends.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Attack {
     /// Multiply every value by a constant (the simulations of Wang, Zhu and Zhu use −3).
@@ -101,13 +101,13 @@ pub fn choose_byzantine(
     use rand::SeedableRng;
     let others: Vec<usize> = (0..n_machines).filter(|&j| j != central).collect();
     let mut rng = StdRng::seed_from_u64(seed);
-    let wanted = if include_central {
+    let drawn = if include_central {
         count.saturating_sub(1)
     } else {
         count
     };
-    let wanted = wanted.min(others.len());
-    let mut chosen: Vec<usize> = rand::seq::index::sample(&mut rng, others.len(), wanted)
+    let drawn = drawn.min(others.len());
+    let mut chosen: Vec<usize> = rand::seq::index::sample(&mut rng, others.len(), drawn)
         .into_iter()
         .map(|i| others[i])
         .collect();
@@ -118,7 +118,7 @@ pub fn choose_byzantine(
     chosen
 }
 
-/// The default `z` of ALIE for `m` machines of which `f` are Byzantine.
+/// Computes the default `z` of ALIE for `m` machines of which `f` are Byzantine.
 fn alie_default_z(m: usize, f: usize) -> f64 {
     let s = (m / 2 + 1).saturating_sub(f);
     let level = ((m - s.min(m)) as f64 / m.max(1) as f64).clamp(1e-6, 1.0 - 1e-6);

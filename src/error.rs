@@ -15,7 +15,7 @@ pub enum RoseError {
     InvalidOption {
         /// Option name, as on the command line.
         option: String,
-        /// What is wrong and what to use instead.
+        /// Description of the problem and of a valid value.
         message: String,
     },
 
@@ -42,7 +42,7 @@ pub enum RoseError {
     Schema {
         /// File whose schema is wrong.
         file: PathBuf,
-        /// What is wrong.
+        /// Description of the problem.
         message: String,
     },
 
@@ -67,7 +67,7 @@ pub enum RoseError {
         machine: String,
         /// Column containing the value.
         column: String,
-        /// What is wrong and what to do.
+        /// Description of the problem and of the remedy.
         message: String,
     },
 
@@ -90,7 +90,7 @@ pub enum RoseError {
     /// The aggregated Hessian cannot be inverted.
     #[error("the aggregated Hessian is singular; {hint}")]
     SingularHessian {
-        /// What may have caused it.
+        /// Likely cause and remedy.
         hint: String,
     },
 

@@ -25,7 +25,7 @@ enum Command {
     Fit(cli::fit::FitArgs),
     /// Write a simulated Parquet directory with the design of the paper's Section 5.1.
     Simulate(cli::simulate::SimulateArgs),
-    /// Regenerate a table of the paper's simulation studies (Tables 1 to 7).
+    /// Regenerate a table of the ROSE paper's studies (Tables 1 to 7; 8 and 9 run the MNIST study).
     Experiment(cli::experiment::ExperimentArgs),
     /// Run SQL with rose's functions over Parquet directories.
     Sql(cli::sql::SqlArgs),

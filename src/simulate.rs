@@ -19,12 +19,12 @@ use crate::family::Family;
 /// Correlation between neighbouring features.
 const RHO: f64 = 0.5;
 
-/// How a Byzantine machine's own rows are corrupted before it computes anything.
+/// Corruption of a Byzantine machine's own rows, applied before it computes anything.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum DataAttack {
     /// Logistic response replaced by `1 − Y`.
     FlipLabels,
-    /// Features multiplied by a constant (the paper uses 10).
+    /// Features multiplied by a constant (Section 5.1.3 uses 10).
     ScaleX(f64),
     /// Poisson response drawn from `Poisson(exp(−Xᵀθ*))`.
     NegateMean,
@@ -74,7 +74,7 @@ impl DataAttack {
     }
 }
 
-/// The true parameter `θ*` of Section 5.1.1 for `p` parameters.
+/// Returns the true parameter `θ*` of Section 5.1.1 for `p` parameters.
 pub fn theta_star(p: usize) -> Vec<f64> {
     assert!(p >= 2, "the design needs at least two parameters");
     let scale = 1.0 / (p as f64).sqrt();

@@ -321,7 +321,7 @@ fn column_list(schema: &Schema) -> String {
     }
 }
 
-/// Whether rose can read a column of this type as a number.
+/// Returns whether rose can read a column of this type as a number.
 pub fn is_numeric(data_type: &DataType) -> bool {
     match data_type {
         DataType::Dictionary(_, value) => is_numeric(value),
@@ -329,7 +329,7 @@ pub fn is_numeric(data_type: &DataType) -> bool {
     }
 }
 
-/// Whether a column of this type can identify machines.
+/// Returns whether a column of this type can identify machines.
 fn is_key_type(data_type: &DataType) -> bool {
     match data_type {
         DataType::Dictionary(_, value) => is_key_type(value),

@@ -6,9 +6,9 @@
 //! 1. the pooled images are split into a training and a held-out test set;
 //! 2. screening on the training set drops pixels that are zero in at least 75% of the
 //!    images and keeps the first `target` pixels to enter a lasso-logistic path;
-//! 3. the training rows are split into m machines; ⌊α m⌋ non-central machines are
-//!    Byzantine, and their images are replaced by images of digits 0 and 1 (an image
-//!    labelled 1, the digit 9, by a 1; an image labelled 0 by a 0), labels unchanged;
+//! 3. the training rows are split into m machines, of which ⌊α m⌋ non-central ones are
+//!    Byzantine. Their images are replaced by images of digits 0 and 1 with the labels
+//!    unchanged: an image labelled 1 (the digit 9) by a 1, an image labelled 0 by a 0;
 //! 4. every estimator fits a logistic regression with intercept on the selected pixels,
 //!    and its accuracy on the test set is the share of images where the sign of `xᵀθ̂`
 //!    matches the label.
@@ -202,7 +202,7 @@ pub struct Cell {
     pub accuracy: f64,
     /// Estimate, intercept first; empty when the estimator failed.
     pub estimate: Vec<f64>,
-    /// Why the estimator failed, if it did.
+    /// Reason the estimator failed, if it did.
     pub failure: Option<String>,
 }
 

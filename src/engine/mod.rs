@@ -542,7 +542,7 @@ async fn distinct_keys(ctx: &SessionContext, column: &str) -> Result<Vec<String>
 }
 
 /// Registers a Parquet directory as the SQL table `name`, with a Utf8 column `machine`
-/// that holds each row's machine id (hive or flat layout), followed by the files' columns.
+/// that contains each row's machine id (hive or flat layout), followed by the files' columns.
 pub async fn register_directory(ctx: &SessionContext, name: &str, dir: &Path) -> Result<()> {
     let discovery = discover(dir, None)?;
     let files: Vec<&ParquetFile> = discovery.files.iter().filter(|f| f.rows > 0).collect();
