@@ -5,7 +5,7 @@
 -- Run it with: rose sql -f queries/machine_diagnostics.sql
 
 WITH fits AS (
-    SELECT machine, rose_local_fit('logistic', y, r12_c19, r13_c18, r11_c11, r07_c13, r08_c10, r22_c17, r10_c14, r14_c13, r16_c15, r09_c08, r11_c15, r18_c15, r06_c13, r13_c12, r06_c11) AS fit
+    SELECT machine, rose_local_fit('logistic', y, r06_c17, r13_c09, r12_c10, r15_c13, r21_c18, r16_c18, r16_c14, r14_c18, r22_c12, r18_c14, r07_c11, r16_c12, r14_c12, r13_c19, r15_c08) AS fit
     FROM mnist_6_9
     GROUP BY machine
 ),

@@ -5,12 +5,12 @@
 WITH robust AS (
     SELECT name, estimate, std_error
     FROM rose_fit('data/mnist-8-9', 'logistic', 'y',
-        'estimator=rose-rv, k=5, features=r10_c21 r08_c20 r22_c16 r21_c12 r17_c17 r10_c09 r14_c16 r07_c14 r09_c17 r11_c07 r09_c11 r16_c18 r16_c11 r12_c18 r13_c11')
+        'estimator=rose-rv, k=5, features=r18_c19 r21_c14 r17_c18 r19_c16 r15_c15 r11_c18 r14_c11 r10_c12 r09_c18 r16_c10 r16_c19 r10_c16 r11_c17 r10_c07 r11_c20')
 ),
 average AS (
     SELECT name, estimate
     FROM rose_fit('data/mnist-8-9', 'logistic', 'y',
-        'estimator=avg, features=r10_c21 r08_c20 r22_c16 r21_c12 r17_c17 r10_c09 r14_c16 r07_c14 r09_c17 r11_c07 r09_c11 r16_c18 r16_c11 r12_c18 r13_c11')
+        'estimator=avg, features=r18_c19 r21_c14 r17_c18 r19_c16 r15_c15 r11_c18 r14_c11 r10_c12 r09_c18 r16_c10 r16_c19 r10_c16 r11_c17 r10_c07 r11_c20')
 )
 SELECT r.name,
        r.estimate AS rose_rv,

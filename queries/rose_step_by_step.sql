@@ -8,7 +8,7 @@ WITH
 -- Round 1: every machine fits its own logistic regression.
 fits AS (
     SELECT machine,
-           rose_local_fit('logistic', y, r12_c19, r13_c18, r11_c11, r07_c13, r08_c10, r22_c17, r10_c14, r14_c13, r16_c15, r09_c08, r11_c15, r18_c15, r06_c13, r13_c12, r06_c11) AS fit
+           rose_local_fit('logistic', y, r06_c17, r13_c09, r12_c10, r15_c13, r21_c18, r16_c18, r16_c14, r14_c18, r22_c12, r18_c14, r07_c11, r16_c12, r14_c12, r13_c19, r15_c08) AS fit
     FROM mnist_6_9
     GROUP BY machine
 ),
@@ -19,7 +19,7 @@ median_start AS (
 -- Eq. (5): the central machine (00) computes sandwich scales at the median from its rows.
 central_scales AS (
     SELECT rose_sandwich_scale(
-               rose_local_derivatives('logistic', m.theta, y, r12_c19, r13_c18, r11_c11, r07_c13, r08_c10, r22_c17, r10_c14, r14_c13, r16_c15, r09_c08, r11_c15, r18_c15, r06_c13, r13_c12, r06_c11)
+               rose_local_derivatives('logistic', m.theta, y, r06_c17, r13_c09, r12_c10, r15_c13, r21_c18, r16_c18, r16_c14, r14_c18, r22_c12, r18_c14, r07_c11, r16_c12, r14_c12, r13_c19, r15_c08)
            ) AS scale
     FROM mnist_6_9 CROSS JOIN median_start m
     WHERE machine = '00'
@@ -32,7 +32,7 @@ start AS (
 -- Round 2: every machine's gradient and Hessian at the VRMOL start.
 derivatives AS (
     SELECT machine,
-           rose_local_derivatives('logistic', s.theta, y, r12_c19, r13_c18, r11_c11, r07_c13, r08_c10, r22_c17, r10_c14, r14_c13, r16_c15, r09_c08, r11_c15, r18_c15, r06_c13, r13_c12, r06_c11) AS d
+           rose_local_derivatives('logistic', s.theta, y, r06_c17, r13_c09, r12_c10, r15_c13, r21_c18, r16_c18, r16_c14, r14_c18, r22_c12, r18_c14, r07_c11, r16_c12, r14_c12, r13_c19, r15_c08) AS d
     FROM mnist_6_9 CROSS JOIN start s
     GROUP BY machine
 ),

@@ -24,7 +24,12 @@ def machine_id(index: int) -> str:
     return f"{index:02d}"
 
 
-def write_hive(out_dir: Path, feature_names: list[str], parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
+def write_hive(
+    out_dir: Path,
+    feature_names: list[str],
+    parts: list[tuple[np.ndarray, np.ndarray]],
+    compression: str = "snappy",
+) -> None:
     """Write one Parquet file per machine under `out_dir`.
 
     `parts[j]` is the pair (features, y) of machine j, with features of shape
@@ -51,5 +56,5 @@ def write_hive(out_dir: Path, feature_names: list[str], parts: list[tuple[np.nda
 
         machine_dir = out_dir / f"machine={machine_id(index)}"
         machine_dir.mkdir()
-        pq.write_table(table, machine_dir / "part-0.parquet", compression="snappy")
+        pq.write_table(table, machine_dir / "part-0.parquet", compression=compression)
 

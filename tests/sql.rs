@@ -76,7 +76,7 @@ fn one_call_query_matches_rose_fit() {
 fn rose_fit_options_follow_the_flags() {
     let rows = sql_json(&[
         "SELECT estimate FROM rose_fit('data/mnist-8-9', 'logistic', 'y', \
-         'estimator=rose-rv, k=5, central=03, features=r10_c21 r08_c20')",
+         'estimator=rose-rv, k=5, central=03, features=r18_c19 r21_c14')",
     ]);
     let fit = fit_json(&[
         "data/mnist-8-9",
@@ -87,7 +87,7 @@ fn rose_fit_options_follow_the_flags() {
         "--central",
         "03",
         "--features",
-        "r10_c21,r08_c20",
+        "r18_c19,r21_c14",
     ]);
     let sql: Vec<f64> = rows
         .as_array()
