@@ -525,6 +525,18 @@ pub async fn estimate<S: DerivativeSource>(
              have few rows for the number of features, so compare estimators and the machine table"
         ));
     }
+    let diverged = result
+        .machines
+        .iter()
+        .filter(|d| d.unusable.is_none() && !d.converged)
+        .count();
+    if diverged > 0 {
+        warnings.push(format!(
+            "{diverged} machine(s) sent local fits that did not converge (converged = no in the \
+             machine table) and were kept by the keep-diverged option; their estimates are the last \
+             Newton-Raphson iterates"
+        ));
+    }
     let missing = (0..p).filter(|&l| !result.std_error[l].is_finite()).count();
     if missing > 0 {
         warnings.push(format!(

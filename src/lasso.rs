@@ -92,6 +92,10 @@ pub struct LassoOptions {
     /// Maximum number of coordinate-descent passes at one λ, counting full and active-set
     /// passes. A fit that needs more returns an error.
     pub max_passes: usize,
+    /// Stops the path after the first fit with at least this many nonzero coefficients,
+    /// in the manner of glmnet's `dfmax`; `None` runs the whole path. Screening that keeps
+    /// the first variables to enter needs no smaller λ.
+    pub max_nonzero: Option<usize>,
 }
 
 impl Default for LassoOptions {
@@ -101,6 +105,7 @@ impl Default for LassoOptions {
             lambda_min_ratio: None,
             tolerance: 1e-10,
             max_passes: 100_000,
+            max_nonzero: None,
         }
     }
 }
@@ -587,6 +592,12 @@ pub fn lasso_logistic_path(
         let lambda = lambda_max * step.powi(k as i32);
         let passes = solve(&design, y, lambda, &mut state, options)?;
         fits.push(design.to_fit(lambda, &state, passes));
+        if options
+            .max_nonzero
+            .is_some_and(|limit| fits[fits.len() - 1].nonzero >= limit)
+        {
+            break;
+        }
 
         let explained = 1.0 - deviance(&design, y, &state) / null_deviance;
         let rise = explained - previous_explained;
@@ -735,6 +746,25 @@ mod tests {
         assert!(first.standardized.iter().all(|&b| b == 0.0));
         assert!((first.intercept - (mean / (1.0 - mean)).ln()).abs() < 1e-12);
         assert!(path.fits.windows(2).all(|w| w[1].lambda < w[0].lambda));
+    }
+
+    #[test]
+    fn max_nonzero_stops_path_early() {
+        let (x, y) = small_data();
+        let full = lasso_logistic_path(&x, &y, 3, &options()).unwrap();
+        let first_two = full.fits.iter().position(|f| f.nonzero >= 2).unwrap();
+        assert!(
+            first_two + 1 < full.fits.len(),
+            "the full path goes past 2 variables"
+        );
+        let limited = LassoOptions {
+            max_nonzero: Some(2),
+            ..options()
+        };
+        let stopped = lasso_logistic_path(&x, &y, 3, &limited).unwrap();
+        assert_eq!(stopped.fits.len(), first_two + 1);
+        assert_eq!(stopped.fits[..], full.fits[..=first_two]);
+        assert_eq!(select_variables(&stopped, 2), select_variables(&full, 2));
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub struct NewtonOptions {
     pub max_iterations: u32,
     /// Maximum number of step halvings within one iteration.
     pub max_halvings: u32,
+    /// Whether a machine whose fit diverges still sends statistics, as R's `glm` returns
+    /// a fit with a warning, instead of being left out. See [`fit_local`].
+    pub keep_diverged: bool,
 }
 
 impl Default for NewtonOptions {
@@ -22,6 +25,7 @@ impl Default for NewtonOptions {
             tolerance: 1e-10,
             max_iterations: 100,
             max_halvings: 40,
+            keep_diverged: false,
         }
     }
 }
@@ -79,11 +83,135 @@ impl LocalFit {
 /// Fewer rows than parameters, a Hessian that is not positive definite, failure to
 /// converge and perfect separation return a failed [`LocalFit`], not an error. The
 /// coordinator then counts the machine as missing.
+///
+/// With `options.keep_diverged`, a machine whose fit fails for any reason but too few
+/// rows sends statistics anyway, as R's `glm` returns a fit with a warning:
+/// - a column that is zero on every row is aliased. R reports its coefficient as `NA`;
+///   the machine sends 0 with a NaN variance, which makes the coordinator drop it;
+/// - the other columns are refitted. When that fit still fails, the machine sends the
+///   last Newton-Raphson iterate with the sandwich variances there, with the linear
+///   predictor bounded as R's links bound it (see [`bounded_sandwich_diagonal`]).
+///
+/// Such a fit has `converged = false` unless only aliased columns made it fail.
 pub fn fit_local(
     family: Family,
     rows: Rows<'_>,
     n_params: usize,
     options: &NewtonOptions,
+) -> LocalFit {
+    let mut last = Vec::new();
+    let fit = fit_local_tracking(family, rows, n_params, options, &mut last);
+    if fit.is_usable() || !options.keep_diverged || last.len() != n_params {
+        return fit;
+    }
+    diverged_fit(family, rows, n_params, options, fit)
+}
+
+/// Statistics of a machine whose fit `failed`, for [`NewtonOptions::keep_diverged`].
+fn diverged_fit(
+    family: Family,
+    rows: Rows<'_>,
+    p: usize,
+    options: &NewtonOptions,
+    failed: LocalFit,
+) -> LocalFit {
+    let n = rows.len();
+    let live: Vec<usize> = (0..p)
+        .filter(|&c| (0..n).any(|i| rows.x[i * p + c] != 0.0))
+        .collect();
+    if live.is_empty() {
+        return failed;
+    }
+
+    let x: Vec<f64> = (0..n)
+        .flat_map(|i| live.iter().map(move |&c| rows.x[i * p + c]))
+        .collect();
+    let live_rows = Rows { x: &x, y: rows.y };
+    let mut last = Vec::new();
+    let refit = fit_local_tracking(family, live_rows, live.len(), options, &mut last);
+    if last.len() != live.len() {
+        return failed;
+    }
+
+    let converged = refit.is_usable() && refit.converged;
+    let (live_estimate, live_variance) = if refit.is_usable() {
+        (refit.estimate, refit.variance)
+    } else {
+        let variance = bounded_sandwich_diagonal(family, live_rows, &last)
+            .unwrap_or_else(|| vec![f64::NAN; live.len()]);
+        (last, variance)
+    };
+
+    // Aliased columns get 0 and a NaN variance.
+    let (mut estimate, mut variance) = (vec![0.0; p], vec![f64::NAN; p]);
+    for (k, &c) in live.iter().enumerate() {
+        estimate[c] = live_estimate[k];
+        variance[c] = live_variance[k];
+    }
+    LocalFit {
+        estimate,
+        variance,
+        converged,
+        iterations: refit.iterations,
+        failure: None,
+        ..failed
+    }
+}
+
+/// Diagonal of the sandwich `H⁻¹ J H⁻¹` of eq. (6) at `theta`, with the linear predictor
+/// bounded as R's links bound the fitted mean: `|η| ≤ ln(1/ε)` for the logit, so that
+/// `μ ∈ [ε/(1+ε), 1/(1+ε)]`, and `η ≥ ln ε` for the log link (ε the machine epsilon).
+/// At a logistic fit that ran off towards infinity the Hessian then stays invertible
+/// and the variances finite, if huge. Returns `None` when `H` is still singular, as for
+/// collinear columns.
+fn bounded_sandwich_diagonal(family: Family, rows: Rows<'_>, theta: &[f64]) -> Option<Vec<f64>> {
+    let p = theta.len();
+    let bound = (1.0 / f64::EPSILON).ln();
+    let mut hessian = vec![0.0; p * p];
+    let mut second_moment = vec![0.0; p * p];
+    let mut gradient = vec![0.0; p];
+    for (x, &y) in rows.x.chunks_exact(p).zip(rows.y) {
+        let eta: f64 = x.iter().zip(theta).map(|(a, b)| a * b).sum();
+        let eta = match family {
+            Family::Logistic => eta.clamp(-bound, bound),
+            Family::Poisson => eta.max(-bound),
+            Family::Gaussian => eta,
+        };
+        let terms = family.row_terms(eta, y);
+        let g = terms.gradient_weight;
+        for a in 0..p {
+            gradient[a] += g * x[a];
+            for b in 0..p {
+                hessian[a * p + b] += terms.hessian_weight * x[a] * x[b];
+                second_moment[a * p + b] += g * g * x[a] * x[b];
+            }
+        }
+    }
+
+    let n = rows.len().max(1) as f64;
+    gradient.iter_mut().for_each(|v| *v /= n);
+    hessian.iter_mut().for_each(|v| *v /= n);
+    // J = E[g gᵀ] − E[g] E[g]ᵀ, centred as in eq. (6).
+    let meat: Vec<f64> = (0..p * p)
+        .map(|k| second_moment[k] / n - gradient[k / p] * gradient[k % p])
+        .collect();
+
+    let inverse =
+        linalg::inverse_spd(&hessian, p).or_else(|| linalg::inverse_general(&hessian, p))?;
+    let full = linalg::sandwich(&inverse, &meat, p);
+    let diagonal: Vec<f64> = (0..p).map(|l| full[l * p + l]).collect();
+    diagonal
+        .iter()
+        .all(|v| v.is_finite() && *v >= 0.0)
+        .then_some(diagonal)
+}
+
+fn fit_local_tracking(
+    family: Family,
+    rows: Rows<'_>,
+    n_params: usize,
+    options: &NewtonOptions,
+    last: &mut Vec<f64>,
 ) -> LocalFit {
     let n = rows.len() as u64;
     if rows.len() <= n_params {
@@ -97,6 +225,7 @@ pub fn fit_local(
     }
 
     let mut theta = vec![0.0; n_params];
+    last.clone_from(&theta);
     let mut current = DerivativeMoments::first_moments(family, &theta, rows);
     let mut converged = false;
     let mut iterations = 0;
@@ -140,6 +269,7 @@ pub fn fit_local(
         let scale = candidate.iter().map(|t| t.abs()).fold(1.0, f64::max);
         theta = candidate;
         current = moments;
+        last.clone_from(&theta);
         if change <= options.tolerance * scale {
             converged = true;
             break;
@@ -162,19 +292,20 @@ pub fn fit_local(
         );
     }
 
-    if family == Family::Logistic {
-        let saturated = saturated_fraction(rows, &theta);
-        if saturated > SEPARATION_FRACTION {
-            return LocalFit::failed(
-                n,
-                iterations,
-                format!(
-                    "the response is perfectly separated by the features: {:.0}% of the fitted \
-                     probabilities are numerically 0 or 1",
-                    100.0 * saturated
-                ),
-            );
-        }
+    if family == Family::Logistic
+        && let Some(shift) = remaining_newton_shift(rows, &current)
+    {
+        return LocalFit::failed(
+            n,
+            iterations,
+            format!(
+                "the response is perfectly separated by the features: the likelihood keeps \
+                 rising as the coefficients grow (one more Newton step would move a linear \
+                 predictor by {shift:.2}, and {:.0}% of the fitted probabilities are \
+                 numerically 0 or 1)",
+                100.0 * saturated_fraction(rows, &theta)
+            ),
+        );
     }
 
     let derivatives = DerivativeMoments::from_rows(family, &theta, rows).finish();
@@ -205,11 +336,32 @@ pub fn fit_local(
 /// (`e^−30 ≈ 1e−13`).
 const SATURATED_ETA: f64 = 30.0;
 
-/// Share of rows with saturated probabilities above which a logistic fit counts as
-/// separated. Under (quasi-)complete separation Newton-Raphson can meet a relative step
-/// tolerance while the coefficients run off to infinity, so convergence alone does not
-/// detect it. R's `glm` only warns in this case; rose drops the machine instead.
-const SEPARATION_FRACTION: f64 = 0.05;
+/// Largest change of a linear predictor `xᵢᵀθ` that one more Newton step may make at a
+/// converged fit. At a maximum of the likelihood the full step `δ = ∇²F_j⁻¹ ∇F_j` is of
+/// the order of the tolerance. Under (quasi-)complete separation the likelihood has no
+/// maximum: the Newton-Raphson iterates run off to infinity while the loss of the
+/// separated rows, `log(1 + e^−|η|) ≈ e^−|η|`, shrinks below rounding, so step halving
+/// stalls and the relative step test can pass. There each full step still moves the
+/// linear predictors of the separated rows by about 1. R's `glm` only warns in this case;
+/// rose drops the machine instead.
+const SEPARATION_SHIFT: f64 = 1e-3;
+
+/// Returns the largest `|xᵢᵀδ|` of the full Newton step `δ` at the point of `moments`
+/// when it exceeds [`SEPARATION_SHIFT`] (or `∞` when the Hessian is singular there), and
+/// `None` when the point is a maximum of the likelihood.
+fn remaining_newton_shift(rows: Rows<'_>, moments: &DerivativeMoments) -> Option<f64> {
+    let Some(step) = linalg::solve_spd(&moments.hessian_mean, &moments.gradient_mean) else {
+        return Some(f64::INFINITY);
+    };
+    let p = step.len();
+    let shift = (0..rows.len())
+        .map(|i| {
+            let x = &rows.x[i * p..(i + 1) * p];
+            x.iter().zip(&step).map(|(a, b)| a * b).sum::<f64>().abs()
+        })
+        .fold(0.0, f64::max);
+    (shift > SEPARATION_SHIFT).then_some(shift)
+}
 
 fn saturated_fraction(rows: Rows<'_>, theta: &[f64]) -> f64 {
     let p = theta.len();
@@ -276,6 +428,58 @@ mod tests {
         assert!(fit.failure.unwrap().contains("separat"));
     }
 
+    /// Quasi-complete separation: x ≤ 0 gives y = 0 and x ≥ 0 gives y = 1, with both
+    /// labels only at x = 0, so the slope's likelihood rises without bound.
+    #[test]
+    fn quasi_separated_logistic_data_fail_cleanly() {
+        let x = [1.0, -2.0, 1.0, -1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 2.0];
+        let y = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let fit = fit_local(
+            Family::Logistic,
+            Rows { x: &x, y: &y },
+            2,
+            &NewtonOptions::default(),
+        );
+        assert!(!fit.is_usable());
+        assert!(fit.failure.unwrap().contains("separat"));
+    }
+
+    /// Overlapping labels with a wide feature: the maximum exists although most fitted
+    /// probabilities are within 1e-13 of 0 or 1. The fit must be kept and solve the score
+    /// equations Σᵢ (pᵢ − yᵢ) xᵢ = 0.
+    #[test]
+    fn confident_but_overlapping_logistic_data_fit() {
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for k in -200..=200 {
+            x.extend([1.0, f64::from(k)]);
+            // Labels overlap only for |k| ≤ 1.
+            y.push(if k > 0 || k == -1 { 1.0 } else { 0.0 });
+        }
+        y[200] = 1.0; // k = 0
+        y[201] = 0.0; // k = 1
+        let fit = fit_local(
+            Family::Logistic,
+            Rows { x: &x, y: &y },
+            2,
+            &NewtonOptions::default(),
+        );
+        assert!(fit.is_usable(), "{:?}", fit.failure);
+        let mut score = [0.0; 2];
+        for (row, &label) in x.chunks(2).zip(&y) {
+            let eta = row[0] * fit.estimate[0] + row[1] * fit.estimate[1];
+            let p = 1.0 / (1.0 + (-eta).exp());
+            score[0] += (p - label) * row[0];
+            score[1] += (p - label) * row[1];
+        }
+        assert!(score.iter().all(|s| s.abs() < 1e-9), "{score:?}");
+        let saturated = x
+            .chunks(2)
+            .filter(|row| (row[0] * fit.estimate[0] + row[1] * fit.estimate[1]).abs() > 30.0)
+            .count();
+        assert!(saturated > 200, "only {saturated} saturated rows");
+    }
+
     #[test]
     fn too_few_rows_fail_cleanly() {
         let x = [1.0, 0.5];
@@ -306,5 +510,85 @@ mod tests {
         let (mean0, mean1) = (2.0f64, 5.0f64);
         assert!((fit.estimate[0] - mean0.ln()).abs() < 1e-10);
         assert!((fit.estimate[1] - (mean1.ln() - mean0.ln())).abs() < 1e-10);
+    }
+
+    /// Rows `[1, x, 0]` with y = 1 exactly when x > 0: separated, with a zero column.
+    fn separated_with_zero_column() -> (Vec<f64>, Vec<f64>) {
+        let values = [-2.0, -1.5, -1.0, -0.5, 0.5, 1.0, 1.5, 2.0];
+        let x = values.iter().flat_map(|&v| [1.0, v, 0.0]).collect();
+        let y = values
+            .iter()
+            .map(|&v| f64::from(u8::from(v > 0.0)))
+            .collect();
+        (x, y)
+    }
+
+    #[test]
+    fn diverged_fit_is_kept_on_request() {
+        let (x, y) = separated_with_zero_column();
+        let rows = Rows { x: &x, y: &y };
+        let options = NewtonOptions {
+            keep_diverged: true,
+            ..NewtonOptions::default()
+        };
+        let fit = fit_local(Family::Logistic, rows, 3, &options);
+        assert!(fit.failure.is_none(), "{:?}", fit.failure);
+        assert!(!fit.converged);
+        // The slope runs off towards +∞; the zero column is aliased and sent as 0.
+        assert!(fit.estimate[1] > 5.0, "slope {}", fit.estimate[1]);
+        assert_eq!(fit.estimate[2], 0.0);
+        assert!(fit.variance[0].is_finite() && fit.variance[0] >= 0.0);
+        assert!(fit.variance[1].is_finite() && fit.variance[1] >= 0.0);
+        assert!(fit.variance[2].is_nan());
+    }
+
+    #[test]
+    fn diverged_fit_is_dropped_by_default() {
+        let (x, y) = separated_with_zero_column();
+        let rows = Rows { x: &x, y: &y };
+        let fit = fit_local(Family::Logistic, rows, 3, &NewtonOptions::default());
+        assert!(!fit.is_usable());
+    }
+
+    #[test]
+    fn aliased_column_alone_keeps_convergence() {
+        // Overlapping classes with a zero column: the refit without it converges, as R's
+        // glm fits the other coefficients and reports NA for the aliased one.
+        let x: Vec<f64> = (0..40)
+            .flat_map(|i| [1.0, f64::from(i % 7) - 3.0, 0.0])
+            .collect();
+        let y: Vec<f64> = (0..40).map(|i| f64::from(u8::from(i % 3 == 0))).collect();
+        let options = NewtonOptions {
+            keep_diverged: true,
+            ..NewtonOptions::default()
+        };
+        let kept = fit_local(Family::Logistic, Rows { x: &x, y: &y }, 3, &options);
+        let reduced_x: Vec<f64> = x.chunks(3).flat_map(|row| [row[0], row[1]]).collect();
+        let reduced = fit_local(
+            Family::Logistic,
+            Rows {
+                x: &reduced_x,
+                y: &y,
+            },
+            2,
+            &NewtonOptions::default(),
+        );
+        assert!(kept.converged);
+        assert_eq!(kept.estimate[..2], reduced.estimate[..]);
+        assert_eq!(kept.estimate[2], 0.0);
+        assert!(kept.variance[2].is_nan());
+    }
+
+    #[test]
+    fn bounded_sandwich_matches_intercept_closed_form() {
+        // Intercept-only logistic model at its maximum, μ = ȳ = 0.3: H = J = μ(1 − μ), so
+        // the sandwich variance is 1 / (μ(1 − μ)).
+        let y = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+        let x = [1.0; 10];
+        let theta = [(0.3f64 / 0.7).ln()];
+        let rows = Rows { x: &x, y: &y };
+        let variance = bounded_sandwich_diagonal(Family::Logistic, rows, &theta).unwrap();
+        let expected = 1.0 / (0.3 * 0.7);
+        assert!((variance[0] - expected).abs() < 1e-12, "{}", variance[0]);
     }
 }

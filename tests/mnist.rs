@@ -15,6 +15,30 @@ fn accuracy(rows: &serde_json::Value, estimator: &str, alpha: f64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The study's acceptance: with 20% of the machines training on zeros and ones, rose keeps
+/// its test accuracy within two points of its clean accuracy, while averaging and the
+/// non-robust one-step estimator lose clearly more (at least ten points).
+fn assert_robust(rows: &serde_json::Value, study: &str) {
+    let rose_clean = accuracy(rows, "rose", 0.0);
+    let rose_attacked = accuracy(rows, "rose", 0.2);
+    assert!(
+        rose_clean > 0.8,
+        "{study}: rose clean accuracy {rose_clean}"
+    );
+    assert!(
+        (rose_clean - rose_attacked).abs() < 0.02,
+        "{study}: rose {rose_clean} clean vs {rose_attacked} attacked"
+    );
+    for estimator in ["avg", "onestep"] {
+        let clean = accuracy(rows, estimator, 0.0);
+        let attacked = accuracy(rows, estimator, 0.2);
+        assert!(
+            attacked < clean - 0.1,
+            "{study}: {estimator} {clean} clean vs {attacked} attacked"
+        );
+    }
+}
+
 #[test]
 fn mnist_study_reports_json_and_writes_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,26 +72,24 @@ fn mnist_study_reports_json_and_writes_data() {
     // 2 fractions × 9 estimators.
     assert_eq!(rows.as_array().unwrap().len(), 18);
 
-    // With 20% of the machines sending zeros and ones, rose keeps its accuracy within two
-    // points while the non-robust one-step estimator collapses.
-    let rose_clean = accuracy(&rows, "rose", 0.0);
-    let rose_attacked = accuracy(&rows, "rose", 0.2);
-    assert!(rose_clean > 0.8, "rose clean accuracy {rose_clean}");
-    assert!(
-        (rose_clean - rose_attacked).abs() < 0.02,
-        "{rose_clean} vs {rose_attacked}"
-    );
-    let onestep_attacked = accuracy(&rows, "onestep", 0.2);
-    assert!(
-        onestep_attacked < rose_attacked - 0.2,
-        "onestep {onestep_attacked}"
-    );
+    assert_robust(&rows, "6-9");
 
-    // The written cell reproduces through rose fit.
+    // The written cell reproduces through rose fit and rose sql. The Byzantine machines'
+    // fits on zeros and ones diverge, and the study lets them send their last iterate,
+    // which --keep-diverged (keep_diverged in SQL) does for every machine.
     let cell = data.join("6-9/m10-alpha0.20");
-    let fit = fit_json(&[cell.to_str().unwrap(), "--estimator", "rose", "-K", "5"]);
+    let cell = cell.to_str().unwrap();
+    let fit = fit_json(&[cell, "--estimator", "rose", "-K", "5", "--keep-diverged"]);
     assert_eq!(fit["n_machines"], 10);
     assert_eq!(fit["coefficients"].as_array().unwrap().len(), 16);
+    let diverged: Vec<&serde_json::Value> = fit["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["converged"] == false)
+        .collect();
+    assert_eq!(diverged.len(), 2, "the two Byzantine machines diverge");
+    assert!(diverged.iter().all(|m| m["outlier"] == true));
     let models: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&models).unwrap()).unwrap();
     let model = models
@@ -77,9 +99,44 @@ fn mnist_study_reports_json_and_writes_data() {
         .find(|m| m["estimator"] == "rose" && m["alpha"] == 0.2)
         .unwrap();
     // The in-memory study and rose fit on the written Parquet run the same kernels.
-    let diff = max_abs_diff(&numbers(&model["estimate"]), &column(&fit, "estimate"));
+    let study_estimate = numbers(&model["estimate"]);
+    let diff = max_abs_diff(&study_estimate, &column(&fit, "estimate"));
     assert!(diff < 1e-10, "rose fit differs from the study by {diff}");
+    let query = format!(
+        "SELECT estimate FROM rose_fit('{cell}', 'logistic', 'y', 'k=5, keep_diverged=true')"
+    );
+    let rows = command_json("sql", &[&query]);
+    let sql: Vec<f64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["estimate"].as_f64().unwrap())
+        .collect();
+    let diff = max_abs_diff(&study_estimate, &sql);
+    assert!(diff < 1e-10, "rose sql differs from the study by {diff}");
     assert!(data.join("6-9/test/machine=00/part-0.parquet").exists());
+}
+
+#[test]
+fn rose_keeps_accuracy_on_eight_against_nine_with_thirty_machines() {
+    let out = rose(&[
+        "mnist",
+        "--study",
+        "8-9",
+        "--machines",
+        "30",
+        "--format",
+        "json",
+        "-q",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(rows.as_array().unwrap().iter().all(|r| r["study"] == "8-9"));
+    assert_robust(&rows, "8-9");
 }
 
 #[test]

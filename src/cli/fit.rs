@@ -76,6 +76,13 @@ pub struct FitArgs {
     #[arg(long)]
     drop_missing: bool,
 
+    /// Let a machine whose local fit diverges (separation, singular Hessian, no
+    /// convergence) send its last Newton-Raphson iterate, as R's glm returns it, instead
+    /// of being left out. Columns that are zero on all of its rows are sent as 0 with a
+    /// NaN variance, which leaves the machine out after all.
+    #[arg(long)]
+    keep_diverged: bool,
+
     /// Rounds of the iterative estimators csl and vrmom.
     #[arg(long, default_value_t = 10)]
     iterations: usize,
@@ -208,6 +215,7 @@ pub async fn run_fit(args: FitArgs) -> Result<()> {
         newton: NewtonOptions {
             tolerance: args.tolerance,
             max_iterations: args.max_iterations,
+            keep_diverged: args.keep_diverged,
             ..NewtonOptions::default()
         },
         target_partitions: args.partitions,

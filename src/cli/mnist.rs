@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use rose::engine::mnist::{Study, StudyOptions, run_study, write_study_data};
+use rose::engine::mnist::{DEFAULT_MAX_T, Study, StudyOptions, run_study, write_study_data};
 use rose::{Result, RoseError};
 
 /// Output formats of the study.
@@ -41,19 +41,20 @@ pub struct MnistArgs {
     #[arg(long)]
     variables: Option<usize>,
 
-    /// Share of the images held out as the test set.
-    #[arg(long, default_value_t = 0.2)]
-    test_fraction: f64,
+    /// Before the lasso, drop pixels whose absolute Welch t statistic between the two
+    /// digits exceeds this value (see docs/MNIST.md); 0 keeps every pixel.
+    #[arg(long, default_value_t = DEFAULT_MAX_T)]
+    max_t: f64,
 
     /// VRMOL quantile levels K.
     #[arg(short = 'K', long = "quantiles", default_value_t = 5)]
     quantiles: usize,
 
-    /// Seed of the split, the machines and the Byzantine choice.
+    /// Seed of the machines and the Byzantine choice.
     #[arg(long, default_value_t = 20_240_615)]
     seed: u64,
 
-    /// Directory holding mnist-6-9, mnist-8-9 and mnist-0-1.
+    /// Directory holding mnist-6-9, mnist-8-9, their -test sets and mnist-0-1.
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
 
@@ -90,7 +91,7 @@ impl MnistArgs {
             machines: vec![10, 20, 30],
             alpha: vec![0.0, 0.2],
             variables: None,
-            test_fraction: 0.2,
+            max_t: DEFAULT_MAX_T,
             quantiles: 5,
             seed: 20_240_615,
             data_dir: PathBuf::from("data"),
@@ -116,10 +117,10 @@ pub fn run_mnist(args: MnistArgs) -> Result<()> {
             ));
         }
     };
-    if !(args.test_fraction > 0.0 && args.test_fraction < 0.9) {
+    if !(args.max_t >= 0.0) {
         return Err(RoseError::option(
-            "--test-fraction",
-            "use a share between 0 and 0.9, e.g. 0.2",
+            "--max-t",
+            "use a non-negative bound, or 0 to keep every pixel",
         ));
     }
     if args.alpha.iter().any(|a| !(0.0..0.5).contains(a)) {
@@ -152,7 +153,7 @@ pub fn run_mnist(args: MnistArgs) -> Result<()> {
         let mut options = StudyOptions::paper(study);
         options.machines = args.machines.clone();
         options.alphas = args.alpha.clone();
-        options.test_fraction = args.test_fraction;
+        options.max_t = (args.max_t > 0.0).then_some(args.max_t);
         options.k_quantiles = args.quantiles;
         options.seed = args.seed;
         options.data_dir = args.data_dir.clone();
@@ -253,14 +254,19 @@ fn to_markdown(study: &Study, args: &MnistArgs, paper: &HashMap<PaperKey, f64>) 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Study {} ({} pixels: {}). {} training and {} test images; {} pixels pass the zero and t-statistic screening. \
-         Test accuracy; `paper` is the published value (on the full MNIST training set).\n",
+        "Study {} ({} pixels: {}). {} training and {} test images; {} pixels pass the zero and t-statistic \
+         screening (|t| ≤ {}). Accuracy on the test images; `paper` is the published value.\n",
         study.study,
         study.selected.len(),
         study.selected.join(" "),
         study.train_rows,
         study.test_rows,
         study.screened,
+        if args.max_t > 0.0 {
+            args.max_t.to_string()
+        } else {
+            "∞".to_string()
+        },
     );
     let _ = write!(out, "| estimator | α |");
     for &m in &args.machines {

@@ -3,12 +3,17 @@
 //!
 //! For a pair of digits (6 against 9, or 8 against 9):
 //!
-//! 1. the pooled images are split into a training and a held-out test set;
+//! 1. the machines learn from the MNIST training images of the two digits
+//!    (`data/mnist-<study>`) and are scored on the MNIST test images
+//!    (`data/mnist-<study>-test`);
 //! 2. screening on the training set drops pixels that are zero in at least 75% of the
-//!    images and keeps the first `target` pixels to enter a lasso-logistic path;
+//!    images, and pixels whose absolute Welch t statistic between the digits exceeds
+//!    `max_t`, then keeps the first `target` pixels to enter a lasso-logistic path;
 //! 3. the training rows are split into m machines, of which ⌊α m⌋ non-central ones are
 //!    Byzantine. Their images are replaced by images of digits 0 and 1 with the labels
-//!    unchanged: an image labelled 1 (the digit 9) by a 1, an image labelled 0 by a 0;
+//!    unchanged: an image labelled 1 (the digit 9) by a 1, an image labelled 0 by a 0.
+//!    A Byzantine machine sends its local fit even when that fit has no maximum
+//!    ([`NewtonOptions::keep_diverged`]), where an honest one would be left out;
 //! 4. every estimator fits a logistic regression with intercept on the selected pixels,
 //!    and its accuracy on the test set is the share of images where the sign of `xᵀθ̂`
 //!    matches the label.
@@ -142,9 +147,10 @@ fn append_batch(
 /// Settings of one study.
 #[derive(Clone, Debug)]
 pub struct StudyOptions {
-    /// Study name, `6-9` or `8-9`: the directory `data/mnist-<study>`.
+    /// Study name, `6-9` or `8-9`: the training images in `data/mnist-<study>` and the
+    /// test images in `data/mnist-<study>-test`.
     pub study: String,
-    /// Directory holding `mnist-<study>` and `mnist-0-1`.
+    /// Directory holding `mnist-<study>`, `mnist-<study>-test` and `mnist-0-1`.
     pub data_dir: PathBuf,
     /// Machine counts m.
     pub machines: Vec<usize>,
@@ -152,13 +158,11 @@ pub struct StudyOptions {
     pub alphas: Vec<f64>,
     /// Pixels kept by the lasso screening.
     pub variables: usize,
-    /// Share of the images held out for testing.
-    pub test_fraction: f64,
     /// VRMOL quantile levels K.
     pub k_quantiles: usize,
     /// Rounds of `csl` and `vrmom`.
     pub iterations: usize,
-    /// Seed of the split, the machines and the Byzantine choice.
+    /// Seed of the machines and the Byzantine choice.
     pub seed: u64,
     /// Estimators compared.
     pub estimators: Vec<Estimator>,
@@ -169,7 +173,7 @@ pub struct StudyOptions {
 
 impl StudyOptions {
     /// The paper's settings for `study`: m ∈ {10, 20, 30}, α ∈ {0, 0.2}, 15 pixels for
-    /// 6-9 and 26 for 8-9, K = 5, 20% of the images held out.
+    /// 6-9 and 26 for 8-9, K = 5.
     pub fn paper(study: &str) -> StudyOptions {
         StudyOptions {
             study: study.to_string(),
@@ -177,12 +181,11 @@ impl StudyOptions {
             machines: vec![10, 20, 30],
             alphas: vec![0.0, 0.2],
             variables: if study == "8-9" { 26 } else { 15 },
-            test_fraction: 0.2,
             k_quantiles: 5,
             iterations: 10,
             seed: 20_240_615,
             estimators: Estimator::ALL.to_vec(),
-            max_t: Some(10.0),
+            max_t: Some(DEFAULT_MAX_T),
         }
     }
 }
@@ -226,6 +229,12 @@ pub struct Study {
 /// Share of training images in which a pixel may be zero and still be kept.
 const ZERO_SHARE: f64 = 0.75;
 
+/// Default bound on a pixel's absolute Welch t statistic between the two digits before the
+/// lasso. Without it the lasso picks pixels that nearly separate the digits on machines
+/// of a few hundred images, the local fits become heavy-tailed and the median Hessian
+/// indefinite (docs/MNIST.md shows the sensitivity to this bound).
+pub const DEFAULT_MAX_T: f64 = 30.0;
+
 /// Welch's two-sample t statistic of pixel `c` between the labels 1 and 0.
 fn welch_t(images: &Images, rows: &[usize], c: usize) -> f64 {
     let moments = |label: f64| {
@@ -244,27 +253,68 @@ fn welch_t(images: &Images, rows: &[usize], c: usize) -> f64 {
     (m1 - m0) / (v1 / n1 + v0 / n0).sqrt()
 }
 
+/// The images a study reads: training, test and replacement images with the same pixels.
+struct Inputs {
+    train: Images,
+    test: Images,
+    replacements: Images,
+    /// Rows of `replacements` labelled 0 and 1.
+    zeros: Vec<usize>,
+    ones: Vec<usize>,
+}
+
+/// Reads `mnist-<study>`, `mnist-<study>-test` and `mnist-0-1` under the data directory
+/// and checks that they carry the same pixel columns.
+fn read_inputs(options: &StudyOptions) -> Result<Inputs> {
+    let dir = |name: String| options.data_dir.join(name);
+    let train = read_images(&dir(format!("mnist-{}", options.study)))?;
+    let test_dir = dir(format!("mnist-{}-test", options.study));
+    let test = read_images(&test_dir)?;
+    let replacement_dir = dir("mnist-0-1".to_string());
+    let replacements = read_images(&replacement_dir)?;
+    for (images, path) in [(&test, test_dir), (&replacements, replacement_dir)] {
+        if images.names != train.names {
+            return Err(RoseError::Schema {
+                file: path,
+                message: format!(
+                    "the pixel columns differ from those of mnist-{}; regenerate the MNIST data \
+                     sets together with scripts/make_mnist.py",
+                    options.study
+                ),
+            });
+        }
+    }
+    let rows_labelled = |label: f64| -> Vec<usize> {
+        (0..replacements.y.len())
+            .filter(|&i| replacements.y[i] == label)
+            .collect()
+    };
+    let (zeros, ones) = (rows_labelled(0.0), rows_labelled(1.0));
+    if zeros.is_empty() || ones.is_empty() {
+        return Err(RoseError::Schema {
+            file: options.data_dir.join("mnist-0-1"),
+            message: "the replacement images need rows labelled 0 and rows labelled 1".to_string(),
+        });
+    }
+    Ok(Inputs {
+        train,
+        test,
+        replacements,
+        zeros,
+        ones,
+    })
+}
+
 /// Runs a study on `threads` threads, calling `progress` after each setting.
 pub fn run_study(
     options: &StudyOptions,
     threads: usize,
     progress: &(dyn Fn() + Sync),
 ) -> Result<Study> {
-    let images = read_images(&options.data_dir.join(format!("mnist-{}", options.study)))?;
-    let replacements = read_images(&options.data_dir.join("mnist-0-1"))?;
-    if replacements.names != images.names {
-        return Err(RoseError::Schema {
-            file: options.data_dir.join("mnist-0-1"),
-            message: "the pixel columns differ from the study's".to_string(),
-        });
-    }
-
-    // Train/test split.
-    let n = images.y.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(options.seed));
-    let test_rows = ((n as f64) * options.test_fraction).round() as usize;
-    let (test, train) = order.split_at(test_rows);
+    let inputs = read_inputs(options)?;
+    let images = &inputs.train;
+    let train: Vec<usize> = (0..images.y.len()).collect();
+    let train = &train[..];
 
     // Screening: pixels non-zero in more than 25% of training images, then the lasso path.
     let kept: Vec<usize> = (0..images.width())
@@ -284,21 +334,17 @@ pub fn run_study(
         design.extend(kept.iter().map(|&c| row[c]));
     }
     let labels: Vec<f64> = train.iter().map(|&i| images.y[i]).collect();
-    let path = lasso_logistic_path(&design, &labels, kept.len(), &LassoOptions::default())
+    let lasso_options = LassoOptions {
+        max_nonzero: Some(options.variables),
+        ..LassoOptions::default()
+    };
+    let path = lasso_logistic_path(&design, &labels, kept.len(), &lasso_options)
         .map_err(|e| RoseError::Engine(format!("lasso screening: {e}")))?;
     let chosen: Vec<usize> = select_variables(&path, options.variables)
         .into_iter()
         .map(|l| kept[l])
         .collect();
     let selected: Vec<String> = chosen.iter().map(|&c| images.names[c].clone()).collect();
-
-    // Replacement images of digits 0 and 1, by label.
-    let zeros: Vec<usize> = (0..replacements.y.len())
-        .filter(|&i| replacements.y[i] == 0.0)
-        .collect();
-    let ones: Vec<usize> = (0..replacements.y.len())
-        .filter(|&i| replacements.y[i] == 1.0)
-        .collect();
 
     let settings: Vec<(usize, f64)> = options
         .machines
@@ -309,13 +355,8 @@ pub fn run_study(
     let cells = Mutex::new(Vec::new());
     let context = Context {
         options,
-        images: &images,
-        replacements: &replacements,
-        zeros: &zeros,
-        ones: &ones,
+        inputs: &inputs,
         chosen: &chosen,
-        train,
-        test,
     };
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
@@ -345,7 +386,7 @@ pub fn run_study(
         selected,
         screened: kept.len(),
         train_rows: train.len(),
-        test_rows: test.len(),
+        test_rows: inputs.test.y.len(),
         cells,
     })
 }
@@ -353,13 +394,8 @@ pub fn run_study(
 /// Everything a setting needs, shared by the worker threads.
 struct Context<'a> {
     options: &'a StudyOptions,
-    images: &'a Images,
-    replacements: &'a Images,
-    zeros: &'a [usize],
-    ones: &'a [usize],
+    inputs: &'a Inputs,
     chosen: &'a [usize],
-    train: &'a [usize],
-    test: &'a [usize],
 }
 
 impl Context<'_> {
@@ -373,13 +409,13 @@ impl Context<'_> {
     /// Splits the training rows into `m` machines and corrupts the Byzantine ones.
     pub(crate) fn machines(&self, m: usize, alpha: f64) -> (Vec<MachineData>, Vec<usize>) {
         let seed = self.options.seed ^ ((m as u64) << 20) ^ (alpha * 1000.0).round() as u64;
-        let mut order = self.train.to_vec();
+        let mut order: Vec<usize> = (0..self.inputs.train.y.len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(seed));
         let count = (alpha * m as f64 + 1e-9).floor() as usize;
         let byzantine = choose_byzantine(m, 0, count, false, seed ^ 0xB12);
         let mut rng = StdRng::seed_from_u64(seed ^ 0x0101);
-        let mut zeros = self.zeros.to_vec();
-        let mut ones = self.ones.to_vec();
+        let mut zeros = self.inputs.zeros.clone();
+        let mut ones = self.inputs.ones.clone();
         zeros.shuffle(&mut rng);
         ones.shuffle(&mut rng);
         let (mut next_zero, mut next_one) = (0, 0);
@@ -397,7 +433,7 @@ impl Context<'_> {
                 y: Vec::with_capacity(size),
             };
             for &i in rows {
-                let label = self.images.y[i];
+                let label = self.inputs.train.y[i];
                 if byzantine.contains(&j) {
                     // Replace the image by a 0 or a 1 of the same label, cycling if needed.
                     let source = if label == 1.0 {
@@ -407,9 +443,9 @@ impl Context<'_> {
                         next_zero += 1;
                         zeros[(next_zero - 1) % zeros.len()]
                     };
-                    self.design_row(self.replacements, source, &mut data.x);
+                    self.design_row(&self.inputs.replacements, source, &mut data.x);
                 } else {
-                    self.design_row(self.images, i, &mut data.x);
+                    self.design_row(&self.inputs.train, i, &mut data.x);
                 }
                 data.y.push(label);
             }
@@ -419,28 +455,41 @@ impl Context<'_> {
     }
 
     fn accuracy(&self, theta: &[f64]) -> f64 {
+        let test = &self.inputs.test;
         let mut row = Vec::with_capacity(theta.len());
-        let correct = self
-            .test
-            .iter()
-            .filter(|&&i| {
+        let correct = (0..test.y.len())
+            .filter(|&i| {
                 row.clear();
-                self.design_row(self.images, i, &mut row);
+                self.design_row(test, i, &mut row);
                 let eta: f64 = row.iter().zip(theta).map(|(a, b)| a * b).sum();
-                (eta > 0.0) == (self.images.y[i] == 1.0)
+                (eta > 0.0) == (test.y[i] == 1.0)
             })
             .count();
-        correct as f64 / self.test.len().max(1) as f64
+        correct as f64 / test.y.len().max(1) as f64
     }
 
     fn setting(&self, m: usize, alpha: f64) -> Vec<Cell> {
-        let (machines, _) = self.machines(m, alpha);
+        let (machines, byzantine) = self.machines(m, alpha);
         let rows = machines.iter().map(|d| d.y.len()).min().unwrap_or(0);
         let p = self.chosen.len() + 1;
-        let newton = NewtonOptions::default();
+        // An honest machine whose fit fails is left out; a Byzantine one sends what R's
+        // glm would return, because digits 0 and 1 are often separated by the pixels.
+        let honest = NewtonOptions::default();
+        let byzantine_newton = NewtonOptions {
+            keep_diverged: true,
+            ..honest
+        };
         let fits: Vec<_> = machines
             .iter()
-            .map(|d| fit_local(Family::Logistic, Rows { x: &d.x, y: &d.y }, p, &newton))
+            .enumerate()
+            .map(|(j, d)| {
+                let newton = if byzantine.contains(&j) {
+                    &byzantine_newton
+                } else {
+                    &honest
+                };
+                fit_local(Family::Logistic, Rows { x: &d.x, y: &d.y }, p, newton)
+            })
             .collect();
         let source = MemoryMachines {
             family: Family::Logistic,
@@ -486,39 +535,23 @@ impl Context<'_> {
 /// as Parquet, so that `rose fit` and `rose sql` can reproduce any cell:
 /// `DIR/<study>/m<m>-alpha<α>/machine=<id>/part-0.parquet` and `DIR/<study>/test/`.
 pub fn write_study_data(options: &StudyOptions, study: &Study, dir: &Path) -> Result<()> {
-    let images = read_images(&options.data_dir.join(format!("mnist-{}", options.study)))?;
-    let replacements = read_images(&options.data_dir.join("mnist-0-1"))?;
+    let inputs = read_inputs(options)?;
     let chosen: Vec<usize> = study
         .selected
         .iter()
         .map(|name| {
-            images
+            inputs
+                .train
                 .names
                 .iter()
                 .position(|n| n == name)
                 .expect("selected pixel exists")
         })
         .collect();
-    let n = images.y.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(options.seed));
-    let test_rows = ((n as f64) * options.test_fraction).round() as usize;
-    let (test, train) = order.split_at(test_rows);
-    let zeros: Vec<usize> = (0..replacements.y.len())
-        .filter(|&i| replacements.y[i] == 0.0)
-        .collect();
-    let ones: Vec<usize> = (0..replacements.y.len())
-        .filter(|&i| replacements.y[i] == 1.0)
-        .collect();
     let context = Context {
         options,
-        images: &images,
-        replacements: &replacements,
-        zeros: &zeros,
-        ones: &ones,
+        inputs: &inputs,
         chosen: &chosen,
-        train,
-        test,
     };
     // The design rows carry a leading 1 for the intercept; the Parquet files do not.
     let strip = |data: &MachineData| -> MachineData {
@@ -550,9 +583,9 @@ pub fn write_study_data(options: &StudyOptions, study: &Study, dir: &Path) -> Re
         x: Vec::new(),
         y: Vec::new(),
     };
-    for &i in test {
-        context.design_row(&images, i, &mut test_data.x);
-        test_data.y.push(images.y[i]);
+    for i in 0..inputs.test.y.len() {
+        context.design_row(&inputs.test, i, &mut test_data.x);
+        test_data.y.push(inputs.test.y[i]);
     }
     write_hive(
         &root.join("test"),

@@ -83,6 +83,7 @@ fn parse_settings(
             "drop_missing" => data.drop_missing = parse_bool(&key, &value)?,
             "tolerance" => data.newton.tolerance = parse_number(&key, &value)?,
             "max_iterations" => data.newton.max_iterations = parse_number(&key, &value)?,
+            "keep_diverged" => data.newton.keep_diverged = parse_bool(&key, &value)?,
             "partitions" => data.target_partitions = Some(parse_number(&key, &value)?),
             "machine_column" => data.machine_column = Some(value),
             "central" => central = Some(value),
@@ -98,7 +99,8 @@ fn parse_settings(
             other => {
                 return Err(format!(
                     "unknown option '{other}': expected estimator, k, confidence, iterations, intercept, \
-                     features, machine_column, central, drop_missing, tolerance, max_iterations or partitions"
+                     features, machine_column, central, drop_missing, tolerance, max_iterations, keep_diverged or \
+                     partitions"
                 ));
             }
         }

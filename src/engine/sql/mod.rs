@@ -144,9 +144,11 @@ impl ModelOptions {
                 "drop_missing" => options.drop_missing = parse_bool(&key, &value)?,
                 "tolerance" => options.newton.tolerance = parse_number(&key, &value)?,
                 "max_iterations" => options.newton.max_iterations = parse_number(&key, &value)?,
+                "keep_diverged" => options.newton.keep_diverged = parse_bool(&key, &value)?,
                 other => {
                     return Err(format!(
-                        "unknown option '{other}': expected intercept, drop_missing, tolerance or max_iterations"
+                        "unknown option '{other}': expected intercept, drop_missing, tolerance, \
+                         max_iterations or keep_diverged"
                     ));
                 }
             }
