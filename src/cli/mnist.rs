@@ -117,7 +117,7 @@ pub fn run_mnist(args: MnistArgs) -> Result<()> {
             ));
         }
     };
-    if !(args.max_t >= 0.0) {
+    if args.max_t.is_nan() || args.max_t < 0.0 {
         return Err(RoseError::option(
             "--max-t",
             "use a non-negative bound, or 0 to keep every pixel",

@@ -325,7 +325,7 @@ pub fn run_study(
         .filter(|&c| {
             options
                 .max_t
-                .is_none_or(|limit| welch_t(&images, train, c).abs() <= limit)
+                .is_none_or(|limit| welch_t(images, train, c).abs() <= limit)
         })
         .collect();
     let mut design = Vec::with_capacity(train.len() * kept.len());
