@@ -84,15 +84,12 @@ impl LocalFit {
 /// converge and perfect separation return a failed [`LocalFit`], not an error. The
 /// coordinator then counts the machine as missing.
 ///
-/// With `options.keep_diverged`, a machine whose fit fails for any reason but too few
-/// rows sends statistics anyway, as R's `glm` returns a fit with a warning:
-/// - a column that is zero on every row is aliased. R reports its coefficient as `NA`;
-///   the machine sends 0 with a NaN variance, which makes the coordinator drop it;
-/// - the other columns are refitted. When that fit still fails, the machine sends the
-///   last Newton-Raphson iterate with the sandwich variances there, with the linear
-///   predictor bounded as R's links bound it (see [`bounded_sandwich_diagonal`]).
-///
-/// Such a fit has `converged = false` unless only aliased columns made it fail.
+/// With `options.keep_diverged`, a machine whose fit diverges (separation, a Hessian
+/// that is not positive definite, no convergence) sends statistics anyway, as R's `glm`
+/// returns a fit with a warning: the last Newton-Raphson iterate, with `converged =
+/// false` and the sandwich variances there, with the linear predictor bounded as R's
+/// links bound it (see [`bounded_sandwich_diagonal`]). Too few rows, or a column that
+/// is zero on every row, still fail.
 pub fn fit_local(
     family: Family,
     rows: Rows<'_>,
@@ -104,55 +101,26 @@ pub fn fit_local(
     if fit.is_usable() || !options.keep_diverged || last.len() != n_params {
         return fit;
     }
-    diverged_fit(family, rows, n_params, options, fit)
+    diverged_fit(family, rows, last, fit)
 }
 
-/// Statistics of a machine whose fit `failed`, for [`NewtonOptions::keep_diverged`].
-fn diverged_fit(
-    family: Family,
-    rows: Rows<'_>,
-    p: usize,
-    options: &NewtonOptions,
-    failed: LocalFit,
-) -> LocalFit {
-    let n = rows.len();
-    let live: Vec<usize> = (0..p)
-        .filter(|&c| (0..n).any(|i| rows.x[i * p + c] != 0.0))
-        .collect();
-    if live.is_empty() {
+/// Statistics of a machine whose fit `failed`, for [`NewtonOptions::keep_diverged`]: the
+/// last Newton-Raphson iterate with the sandwich variances there, or `failed` itself
+/// when a column is zero on every row. R's `glm` reports such an aliased coefficient as
+/// `NA`, and a filler value would enter the aggregates as if it were an estimate.
+fn diverged_fit(family: Family, rows: Rows<'_>, last: Vec<f64>, failed: LocalFit) -> LocalFit {
+    let p = last.len();
+    let aliased = (0..p).any(|c| rows.x.chunks_exact(p).all(|x| x[c] == 0.0));
+    if aliased {
         return failed;
     }
-
-    let x: Vec<f64> = (0..n)
-        .flat_map(|i| live.iter().map(move |&c| rows.x[i * p + c]))
-        .collect();
-    let live_rows = Rows { x: &x, y: rows.y };
-    let mut last = Vec::new();
-    let refit = fit_local_tracking(family, live_rows, live.len(), options, &mut last);
-    if last.len() != live.len() {
+    let Some(variance) = bounded_sandwich_diagonal(family, rows, &last) else {
         return failed;
-    }
-
-    let converged = refit.is_usable() && refit.converged;
-    let (live_estimate, live_variance) = if refit.is_usable() {
-        (refit.estimate, refit.variance)
-    } else {
-        let variance = bounded_sandwich_diagonal(family, live_rows, &last)
-            .unwrap_or_else(|| vec![f64::NAN; live.len()]);
-        (last, variance)
     };
-
-    // Aliased columns get 0 and a NaN variance.
-    let (mut estimate, mut variance) = (vec![0.0; p], vec![f64::NAN; p]);
-    for (k, &c) in live.iter().enumerate() {
-        estimate[c] = live_estimate[k];
-        variance[c] = live_variance[k];
-    }
     LocalFit {
-        estimate,
+        estimate: last,
         variance,
-        converged,
-        iterations: refit.iterations,
+        converged: false,
         failure: None,
         ..failed
     }
@@ -512,10 +480,10 @@ mod tests {
         assert!((fit.estimate[1] - (mean1.ln() - mean0.ln())).abs() < 1e-10);
     }
 
-    /// Rows `[1, x, 0]` with y = 1 exactly when x > 0: separated, with a zero column.
-    fn separated_with_zero_column() -> (Vec<f64>, Vec<f64>) {
+    /// Rows `[1, x]` with y = 1 exactly when x > 0: completely separated.
+    fn separated_rows() -> (Vec<f64>, Vec<f64>) {
         let values = [-2.0, -1.5, -1.0, -0.5, 0.5, 1.0, 1.5, 2.0];
-        let x = values.iter().flat_map(|&v| [1.0, v, 0.0]).collect();
+        let x = values.iter().flat_map(|&v| [1.0, v]).collect();
         let y = values
             .iter()
             .map(|&v| f64::from(u8::from(v > 0.0)))
@@ -523,60 +491,64 @@ mod tests {
         (x, y)
     }
 
-    #[test]
-    fn diverged_fit_is_kept_on_request() {
-        let (x, y) = separated_with_zero_column();
-        let rows = Rows { x: &x, y: &y };
-        let options = NewtonOptions {
+    fn keep_diverged() -> NewtonOptions {
+        NewtonOptions {
             keep_diverged: true,
             ..NewtonOptions::default()
-        };
-        let fit = fit_local(Family::Logistic, rows, 3, &options);
+        }
+    }
+
+    #[test]
+    fn diverged_fit_is_kept_on_request() {
+        let (x, y) = separated_rows();
+        let rows = Rows { x: &x, y: &y };
+        let fit = fit_local(Family::Logistic, rows, 2, &keep_diverged());
         assert!(fit.failure.is_none(), "{:?}", fit.failure);
         assert!(!fit.converged);
-        // The slope runs off towards +∞; the zero column is aliased and sent as 0.
+        // The slope runs off towards +∞ and the intercept stays near 0 by symmetry.
         assert!(fit.estimate[1] > 5.0, "slope {}", fit.estimate[1]);
-        assert_eq!(fit.estimate[2], 0.0);
-        assert!(fit.variance[0].is_finite() && fit.variance[0] >= 0.0);
-        assert!(fit.variance[1].is_finite() && fit.variance[1] >= 0.0);
-        assert!(fit.variance[2].is_nan());
+        assert!(
+            fit.estimate[0].abs() < 1e-6,
+            "intercept {}",
+            fit.estimate[0]
+        );
+        for v in &fit.variance {
+            assert!(v.is_finite() && *v >= 0.0, "variance {v}");
+        }
     }
 
     #[test]
     fn diverged_fit_is_dropped_by_default() {
-        let (x, y) = separated_with_zero_column();
+        let (x, y) = separated_rows();
         let rows = Rows { x: &x, y: &y };
-        let fit = fit_local(Family::Logistic, rows, 3, &NewtonOptions::default());
+        let fit = fit_local(Family::Logistic, rows, 2, &NewtonOptions::default());
         assert!(!fit.is_usable());
     }
 
     #[test]
-    fn aliased_column_alone_keeps_convergence() {
-        // Overlapping classes with a zero column: the refit without it converges, as R's
-        // glm fits the other coefficients and reports NA for the aliased one.
-        let x: Vec<f64> = (0..40)
-            .flat_map(|i| [1.0, f64::from(i % 7) - 3.0, 0.0])
-            .collect();
-        let y: Vec<f64> = (0..40).map(|i| f64::from(u8::from(i % 3 == 0))).collect();
-        let options = NewtonOptions {
-            keep_diverged: true,
-            ..NewtonOptions::default()
+    fn zero_column_fails_even_when_kept() {
+        // A column that is zero on every row is aliased: R's glm reports NA for it, so
+        // the machine keeps its failure rather than send a filler.
+        let (x, y) = separated_rows();
+        let with_zero: Vec<f64> = x.chunks(2).flat_map(|r| [r[0], r[1], 0.0]).collect();
+        let rows = Rows {
+            x: &with_zero,
+            y: &y,
         };
-        let kept = fit_local(Family::Logistic, Rows { x: &x, y: &y }, 3, &options);
-        let reduced_x: Vec<f64> = x.chunks(3).flat_map(|row| [row[0], row[1]]).collect();
-        let reduced = fit_local(
-            Family::Logistic,
-            Rows {
-                x: &reduced_x,
-                y: &y,
-            },
-            2,
-            &NewtonOptions::default(),
-        );
-        assert!(kept.converged);
-        assert_eq!(kept.estimate[..2], reduced.estimate[..]);
-        assert_eq!(kept.estimate[2], 0.0);
-        assert!(kept.variance[2].is_nan());
+        let fit = fit_local(Family::Logistic, rows, 3, &keep_diverged());
+        assert!(!fit.is_usable());
+        assert!(fit.failure.unwrap().contains("singular"));
+    }
+
+    #[test]
+    fn too_few_rows_fail_even_when_kept() {
+        let (x, y) = separated_rows();
+        let rows = Rows {
+            x: &x[..4],
+            y: &y[..2],
+        };
+        let fit = fit_local(Family::Logistic, rows, 2, &keep_diverged());
+        assert!(!fit.is_usable());
     }
 
     #[test]
