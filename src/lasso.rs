@@ -527,12 +527,12 @@ fn validate(x: &[f64], y: &[f64], p: usize, options: &LassoOptions) -> Result<us
     if options.n_lambda == 0 {
         return Err("invalid n_lambda = 0: the path needs at least one λ".into());
     }
-    if let Some(ratio) = options.lambda_min_ratio {
-        if !(ratio > 0.0 && ratio < 1.0) {
-            return Err(format!(
-                "invalid lambda_min_ratio = {ratio}: it must lie strictly between 0 and 1"
-            ));
-        }
+    if let Some(ratio) = options.lambda_min_ratio
+        && !(ratio > 0.0 && ratio < 1.0)
+    {
+        return Err(format!(
+            "invalid lambda_min_ratio = {ratio}: it must lie strictly between 0 and 1"
+        ));
     }
     if !(options.tolerance > 0.0 && options.tolerance.is_finite()) {
         return Err(format!(

@@ -197,10 +197,10 @@ fn hive_directories(root: &Path) -> Result<Vec<(PathBuf, String)>> {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if let Some(id) = name.strip_prefix(&format!("{HIVE_KEY}=")) {
-            if path.is_dir() {
-                out.push((path.clone(), percent_decode(id)));
-            }
+        if let Some(id) = name.strip_prefix(&format!("{HIVE_KEY}="))
+            && path.is_dir()
+        {
+            out.push((path.clone(), percent_decode(id)));
         }
     }
     for (i, (path, id)) in out.iter().enumerate() {
@@ -226,12 +226,13 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -475,17 +476,17 @@ impl Discovery {
                         .schema
                         .field_with_name(key)
                         .map(|f| f.data_type().clone());
-                    if let Ok(first_type) = first_type {
-                        if &first_type != field.data_type() {
-                            return Err(RoseError::Schema {
-                                file: file.path.clone(),
-                                message: format!(
-                                    "machine column '{key}' has type {} here but {first_type} in {}; store it with one type",
-                                    field.data_type(),
-                                    first.path.display()
-                                ),
-                            });
-                        }
+                    if let Ok(first_type) = first_type
+                        && &first_type != field.data_type()
+                    {
+                        return Err(RoseError::Schema {
+                            file: file.path.clone(),
+                            message: format!(
+                                "machine column '{key}' has type {} here but {first_type} in {}; store it with one type",
+                                field.data_type(),
+                                first.path.display()
+                            ),
+                        });
                     }
                 }
                 if file.schema.field_with_name(key).is_err() {

@@ -40,19 +40,18 @@ impl From<DataFusionError> for RoseError {
     fn from(e: DataFusionError) -> Self {
         // A data problem found inside an aggregate travels as an external error. Unwrap it
         // so that the message names the machine and column without the engine's prefix.
-        if let DataFusionError::External(inner) = e.find_root() {
-            if let Some(RoseError::InvalidData {
+        if let DataFusionError::External(inner) = e.find_root()
+            && let Some(RoseError::InvalidData {
                 machine,
                 column,
                 message,
             }) = inner.downcast_ref::<RoseError>()
-            {
-                return RoseError::InvalidData {
-                    machine: machine.clone(),
-                    column: column.clone(),
-                    message: message.clone(),
-                };
-            }
+        {
+            return RoseError::InvalidData {
+                machine: machine.clone(),
+                column: column.clone(),
+                message: message.clone(),
+            };
         }
         RoseError::Engine(e.strip_backtrace())
     }
