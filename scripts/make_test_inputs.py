@@ -2,7 +2,7 @@
 
 Each directory exercises one layout or one kind of bad input. The data are
 tiny and deterministic (seed 20241204), so the files are committed and the
-tests never need Python. Run from the repository root:
+tests never need Python. Run from any directory:
 
     python scripts/make_test_inputs.py
 """
@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-OUT = Path("tests/data/inputs")
+OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "inputs"
 RNG = np.random.default_rng(20241204)
 
 

@@ -615,10 +615,20 @@ fn require_half(
             .enumerate()
             .filter_map(|(j, r)| r.as_ref().map(|r| format!("{}: {r}", ids[j])))
             .collect();
+        let constant = unusable
+            .iter()
+            .flatten()
+            .any(|r| r.contains("is constant on this machine"));
         if failed.len() > LISTED {
             let more = failed.len() - LISTED;
             failed.truncate(LISTED);
             failed.push(format!("and {more} more"));
+        }
+        if constant {
+            failed.push(
+                "choose features that vary on every machine with --features or --features-file"
+                    .to_string(),
+            );
         }
         return Err(RoseError::TooFewUsableMachines {
             usable: usable.len(),

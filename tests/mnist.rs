@@ -145,3 +145,90 @@ fn experiment_tables_8_and_9_alias_the_study() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("use 1 to 9"));
 }
+
+/// Writes a small MNIST-like data directory: three pixels, `rows` images with labels
+/// alternating 0 and 1, one machine.
+fn write_images(dir: &std::path::Path, rows: usize, label: impl Fn(usize) -> f64, pixel: f64) {
+    let names = ["r00_c00", "r00_c01", "r00_c02"].map(String::from);
+    let data = rose::simulate::MachineData {
+        x: (0..rows)
+            .flat_map(|i| [pixel, (i % 7) as f64 / 7.0, (i % 3) as f64 / 3.0])
+            .collect(),
+        y: (0..rows).map(label).collect(),
+    };
+    rose::engine::write::write_hive(dir, &["00".to_string()], &names, &[data]).unwrap();
+}
+
+/// Runs `rose mnist` on the data directory `dir` and returns its standard error, failing
+/// the test if the command succeeds.
+fn mnist_error(dir: &std::path::Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "mnist",
+        "--study",
+        "6-9",
+        "--machines",
+        "2",
+        "--alpha",
+        "0",
+        "-q",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = rose(&args);
+    assert_eq!(out.status.code(), Some(1), "rose mnist should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn mnist_rejects_invalid_images() {
+    let alternate = |i: usize| (i % 2) as f64;
+
+    // A label that is not 0 or 1, as when digits are stored instead of 0/1 labels.
+    let dir = tempfile::tempdir().unwrap();
+    write_images(
+        &dir.path().join("mnist-6-9"),
+        200,
+        |i| 6.0 + 3.0 * (i % 2) as f64,
+        0.5,
+    );
+    write_images(&dir.path().join("mnist-6-9-test"), 50, alternate, 0.5);
+    write_images(&dir.path().join("mnist-0-1"), 50, alternate, 0.5);
+    let message = mnist_error(dir.path(), &[]);
+    assert!(message.contains("label y = 6"), "{message}");
+    assert!(message.contains("mnist-6-9"), "{message}");
+
+    // A pixel that is not finite in the test images.
+    let dir = tempfile::tempdir().unwrap();
+    write_images(&dir.path().join("mnist-6-9"), 200, alternate, 0.5);
+    write_images(&dir.path().join("mnist-6-9-test"), 50, alternate, f64::NAN);
+    write_images(&dir.path().join("mnist-0-1"), 50, alternate, 0.5);
+    let message = mnist_error(dir.path(), &[]);
+    assert!(message.contains("column 'r00_c00'"), "{message}");
+    assert!(message.contains("finite"), "{message}");
+    assert!(message.contains("mnist-6-9-test"), "{message}");
+
+    // Training images with a single label.
+    let dir = tempfile::tempdir().unwrap();
+    write_images(&dir.path().join("mnist-6-9"), 200, |_| 1.0, 0.5);
+    write_images(&dir.path().join("mnist-6-9-test"), 50, alternate, 0.5);
+    write_images(&dir.path().join("mnist-0-1"), 50, alternate, 0.5);
+    let message = mnist_error(dir.path(), &[]);
+    assert!(message.contains("need both labels"), "{message}");
+}
+
+#[test]
+fn mnist_rejects_missing_data_and_bad_options() {
+    let empty = tempfile::tempdir().unwrap();
+    let message = mnist_error(empty.path(), &[]);
+    assert!(message.contains("--data-dir"), "{message}");
+    assert!(message.contains("mnist-6-9"), "{message}");
+
+    let data = root().join("data");
+    for (option, value) in [("--quantiles", "0"), ("--variables", "0")] {
+        let message = mnist_error(&data, &[option, value]);
+        assert!(message.contains(option), "{option}: {message}");
+    }
+    let message = mnist_error(&data, &["--machines", "100000"]);
+    assert!(message.contains("too few"), "{message}");
+}

@@ -279,7 +279,35 @@ fn experiment_writes_markdown_and_csv() {
         lines[0],
         "table,family,machines,rows,alpha,method,replication,error"
     );
-    // 3 fractions × 8 methods × 2 replications.
-    assert_eq!(lines.len() - 1, 48);
+    // 3 fractions × 9 methods × 2 replications.
+    assert_eq!(lines.len() - 1, 54);
     assert!(lines[1].starts_with("2,logistic,11,200,0.00,avg,0,"));
+}
+
+#[test]
+fn simulate_rejects_stale_machines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let simulate = |machines: &str| {
+        rose(&[
+            "simulate",
+            "--family",
+            "logistic",
+            "--machines",
+            machines,
+            "--rows",
+            "40",
+            "--params",
+            "3",
+            "--out",
+            out,
+            "-q",
+        ])
+    };
+    assert!(simulate("4").status.success());
+    let again = simulate("2");
+    assert_eq!(again.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&again.stderr);
+    assert!(message.contains("machine=02"), "{message}");
+    assert!(message.contains("empty directory"), "{message}");
 }

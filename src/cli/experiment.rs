@@ -150,9 +150,19 @@ fn validate(grid: &Grid) -> Result<()> {
     Ok(())
 }
 
+/// Warns that the paper's values are missing, so that a table without them is explained.
+pub(crate) fn warn_no_paper_values(path: &std::path::Path, error: &std::io::Error) {
+    tracing::warn!(
+        "cannot read the paper's values from {}: {error}; run rose from the repository root or \
+         pass --paper FILE",
+        path.display()
+    );
+}
+
 fn table_1(paper: &std::path::Path) -> String {
     let table1 = paper.with_file_name("table1.csv");
     let printed: HashMap<usize, String> = std::fs::read_to_string(&table1)
+        .inspect_err(|error| warn_no_paper_values(&table1, error))
         .unwrap_or_default()
         .lines()
         .skip(1)
@@ -199,8 +209,12 @@ fn alpha_key(alpha: f64) -> i64 {
 }
 
 fn read_paper(path: &std::path::Path, table: u8) -> HashMap<CellKey, PaperCell> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return HashMap::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            warn_no_paper_values(path, &error);
+            return HashMap::new();
+        }
     };
     let mut out = HashMap::new();
     for line in text.lines().skip(1) {
@@ -251,7 +265,8 @@ fn to_markdown(
     let _ = writeln!(
         out,
         "Table {} ({}): mean (sd) of ‖θ̂ − θ*‖₂ over {} replications; `paper` is the published value. \
-         `!` marks a difference of more than two standard errors; `[d=k]` counts replications that diverged.\n",
+         `!` marks a difference of more than two standard errors; `[d=k]` counts replications that diverged; \
+         `*` marks a paper value reported after 3 rounds (2 in Table 6) because the method did not converge.\n",
         spec.number, spec.family, grid.replications
     );
     for &m in &grid.machines {

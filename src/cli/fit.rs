@@ -78,8 +78,8 @@ pub struct FitArgs {
 
     /// Let a machine whose local fit diverges (separation, singular Hessian, no
     /// convergence) send its last Newton-Raphson iterate, as R's glm returns it, instead
-    /// of being left out. Columns that are zero on all of its rows are sent as 0 with a
-    /// NaN variance, which leaves the machine out after all.
+    /// of being left out. A machine with too few rows, or with a column that is zero on
+    /// all of its rows, is still left out.
     #[arg(long)]
     keep_diverged: bool,
 
@@ -293,14 +293,9 @@ pub async fn run_fit(args: FitArgs) -> Result<()> {
     }
     options.validate(dataset.machine_ids().len())?;
 
-    let m = m as u64;
-    let rounds = if args.estimator.uses_second_round() {
-        2
-    } else {
-        1
-    };
-    progress.set_length(m * rounds);
-    progress.set_message("local fits and gradients");
+    // The bar counts the machines of one round and restarts at 0 when the next begins.
+    progress.set_length(m as u64);
+    progress.set_message(round_message(1));
     tracing::info!(machines = m, "data registered");
     let report = dataset.fit(options).await;
     progress.finish_and_clear();

@@ -132,9 +132,24 @@ pub fn run_mnist(args: MnistArgs) -> Result<()> {
     if args.machines.iter().any(|&m| m < 1) {
         return Err(RoseError::option("--machines", "use at least one machine"));
     }
+    if !(1..=10_000).contains(&args.quantiles) {
+        return Err(RoseError::option(
+            "--quantiles",
+            "use from 1 to 10000 quantile levels, e.g. 5",
+        ));
+    }
+    if args.variables == Some(0) {
+        return Err(RoseError::option(
+            "--variables",
+            "keep at least one pixel, e.g. 15",
+        ));
+    }
+    // More threads than settings would only wait.
+    let settings = args.machines.len() * args.alpha.len();
     let threads = args
         .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .clamp(1, settings.max(1));
     let bar = if !args.quiet && std::io::stderr().is_terminal() {
         let bar = ProgressBar::new((studies.len() * args.machines.len() * args.alpha.len()) as u64);
         bar.set_style(
@@ -229,8 +244,12 @@ pub fn run_mnist(args: MnistArgs) -> Result<()> {
 type PaperKey = (String, usize, i64, String);
 
 fn read_paper(path: &Path) -> HashMap<PaperKey, f64> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return HashMap::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            super::experiment::warn_no_paper_values(path, &error);
+            return HashMap::new();
+        }
     };
     text.lines()
         .skip(1)
@@ -313,6 +332,22 @@ fn to_markdown(study: &Study, args: &MnistArgs, paper: &HashMap<PaperKey, f64>) 
                 out.push_str(" |");
             }
             out.push('\n');
+        }
+    }
+    // Why cells failed, once per distinct reason, so that a table of `failed` is explained.
+    let mut reasons: Vec<(&str, usize)> = Vec::new();
+    for cell in &study.cells {
+        if let Some(reason) = cell.failure.as_deref() {
+            match reasons.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, count)) => *count += 1,
+                None => reasons.push((reason, 1)),
+            }
+        }
+    }
+    if !reasons.is_empty() {
+        out.push_str("\nFailed cells:\n");
+        for (reason, count) in reasons {
+            let _ = writeln!(out, "- {count} cell(s): {reason}");
         }
     }
     out.push('\n');

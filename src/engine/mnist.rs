@@ -94,7 +94,10 @@ pub fn read_images(dir: &Path) -> Result<Images> {
         if *names != file_names {
             return Err(RoseError::Schema {
                 file: file.path.clone(),
-                message: "the pixel columns differ from the first file's".to_string(),
+                message: format!(
+                    "the pixel columns differ from the first file's: {}",
+                    column_difference(names, &file_names)
+                ),
             });
         }
         for batch in reader {
@@ -109,7 +112,14 @@ pub fn read_images(dir: &Path) -> Result<Images> {
     })
 }
 
+/// Returns column `name` of `batch` as float64, rejecting non-numeric types, nulls and
+/// values that are not finite, because a silently replaced pixel or label would bias
+/// every accuracy of the study.
 fn float_column(batch: &RecordBatch, name: &str, file: &Path) -> Result<Float64Array> {
+    let invalid = |message: String| RoseError::Schema {
+        file: file.to_path_buf(),
+        message: format!("{message}; regenerate the MNIST data sets with scripts/make_mnist.py"),
+    };
     let column = batch
         .column_by_name(name)
         .ok_or_else(|| RoseError::MissingColumn {
@@ -117,12 +127,30 @@ fn float_column(batch: &RecordBatch, name: &str, file: &Path) -> Result<Float64A
             file: file.to_path_buf(),
             available: String::new(),
         })?;
+    if !column.data_type().is_numeric() {
+        return Err(invalid(format!(
+            "column '{name}' has type {}, but pixels and labels must be numeric",
+            column.data_type()
+        )));
+    }
     let cast = cast(column, &DataType::Float64).map_err(|e| RoseError::Engine(e.to_string()))?;
-    Ok(cast
+    let values = cast
         .as_any()
         .downcast_ref::<Float64Array>()
         .expect("cast to Float64")
-        .clone())
+        .clone();
+    if let Some(row) = (0..values.len()).find(|&i| values.is_null(i)) {
+        return Err(invalid(format!(
+            "column '{name}' has a null value in row {row}"
+        )));
+    }
+    if let Some(row) = (0..values.len()).find(|&i| !values.value(i).is_finite()) {
+        return Err(invalid(format!(
+            "column '{name}' has the value {} in row {row}, but values must be finite",
+            values.value(row)
+        )));
+    }
+    Ok(values)
 }
 
 fn append_batch(
@@ -133,6 +161,16 @@ fn append_batch(
     file: &Path,
 ) -> Result<()> {
     let labels = float_column(batch, "y", file)?;
+    if let Some(row) = (0..labels.len()).find(|&i| !matches!(labels.value(i), 0.0 | 1.0)) {
+        return Err(RoseError::Schema {
+            file: file.to_path_buf(),
+            message: format!(
+                "label y = {} in row {row}; labels must be 0 (the first digit) or 1 (the \
+                 second digit)",
+                labels.value(row)
+            ),
+        });
+    }
     let pixels: Vec<Float64Array> = names
         .iter()
         .map(|n| float_column(batch, n, file))
@@ -142,6 +180,22 @@ fn append_batch(
         x.extend(pixels.iter().map(|p| p.value(i)));
     }
     Ok(())
+}
+
+/// Describes the first difference between two lists of pixel columns.
+fn column_difference(expected: &[String], found: &[String]) -> String {
+    match expected.iter().zip(found).position(|(a, b)| a != b) {
+        Some(i) => format!(
+            "column {} is '{}' where '{}' was expected",
+            i + 1,
+            found[i],
+            expected[i]
+        ),
+        None if found.len() < expected.len() => {
+            format!("column '{}' is missing", expected[found.len()])
+        }
+        None => format!("column '{}' is extra", found[expected.len()]),
+    }
 }
 
 /// Settings of one study.
@@ -267,6 +321,22 @@ struct Inputs {
 /// and checks that they carry the same pixel columns.
 fn read_inputs(options: &StudyOptions) -> Result<Inputs> {
     let dir = |name: String| options.data_dir.join(name);
+    for name in [
+        format!("mnist-{}", options.study),
+        format!("mnist-{}-test", options.study),
+        "mnist-0-1".to_string(),
+    ] {
+        if !dir(name.clone()).is_dir() {
+            return Err(RoseError::option(
+                "--data-dir",
+                format!(
+                    "{} has no directory {name}; run rose from the repository root or pass \
+                     --data-dir with the directory that holds the MNIST data sets",
+                    options.data_dir.display()
+                ),
+            ));
+        }
+    }
     let train = read_images(&dir(format!("mnist-{}", options.study)))?;
     let test_dir = dir(format!("mnist-{}-test", options.study));
     let test = read_images(&test_dir)?;
@@ -277,9 +347,27 @@ fn read_inputs(options: &StudyOptions) -> Result<Inputs> {
             return Err(RoseError::Schema {
                 file: path,
                 message: format!(
-                    "the pixel columns differ from those of mnist-{}; regenerate the MNIST data \
-                     sets together with scripts/make_mnist.py",
-                    options.study
+                    "the pixel columns differ from those of mnist-{}: {}; regenerate the MNIST \
+                     data sets together with scripts/make_mnist.py",
+                    options.study,
+                    column_difference(&train.names, &images.names)
+                ),
+            });
+        }
+    }
+    for (images, name) in [(&train, "training"), (&test, "test")] {
+        let ones = images.y.iter().filter(|&&v| v == 1.0).count();
+        if ones == 0 || ones == images.y.len() {
+            return Err(RoseError::Schema {
+                file: dir(format!(
+                    "mnist-{}{}",
+                    options.study,
+                    if name == "test" { "-test" } else { "" }
+                )),
+                message: format!(
+                    "the {name} images need both labels, 0 and 1, but {} of {} are labelled 1",
+                    ones,
+                    images.y.len()
                 ),
             });
         }
@@ -328,6 +416,16 @@ pub fn run_study(
                 .is_none_or(|limit| welch_t(images, train, c).abs() <= limit)
         })
         .collect();
+    if kept.is_empty() {
+        return Err(RoseError::option(
+            "--max-t",
+            format!(
+                "no pixel of mnist-{} is non-zero in more than 25% of the images and has a \
+                 Welch t statistic within the bound; raise --max-t, or pass 0 to turn it off",
+                options.study
+            ),
+        ));
+    }
     let mut design = Vec::with_capacity(train.len() * kept.len());
     for &i in train {
         let row = images.row(i);
@@ -345,6 +443,26 @@ pub fn run_study(
         .map(|l| kept[l])
         .collect();
     let selected: Vec<String> = chosen.iter().map(|&c| images.names[c].clone()).collect();
+    if chosen.len() < options.variables {
+        tracing::warn!(
+            study = %options.study,
+            requested = options.variables,
+            selected = chosen.len(),
+            "the lasso path selected fewer pixels than requested"
+        );
+    }
+    let p = chosen.len() + 1;
+    if let Some(&m) = options.machines.iter().find(|&&m| train.len() / m <= 2 * p) {
+        return Err(RoseError::option(
+            "--machines",
+            format!(
+                "{m} machines get about {} images each, too few for {p} parameters; use at \
+                 most {} machines",
+                train.len() / m,
+                train.len() / (2 * p + 1)
+            ),
+        ));
+    }
 
     let settings: Vec<(usize, f64)> = options
         .machines
@@ -472,8 +590,8 @@ impl Context<'_> {
         let (machines, byzantine) = self.machines(m, alpha);
         let rows = machines.iter().map(|d| d.y.len()).min().unwrap_or(0);
         let p = self.chosen.len() + 1;
-        // An honest machine whose fit fails is left out; a Byzantine one sends what R's
-        // glm would return, because digits 0 and 1 are often separated by the pixels.
+        // An honest machine whose fit fails is left out. A Byzantine one sends what R's
+        // glm would return, because the pixels often separate its zeros from its ones.
         let honest = NewtonOptions::default();
         let byzantine_newton = NewtonOptions {
             keep_diverged: true,

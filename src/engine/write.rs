@@ -31,6 +31,7 @@ pub fn write_hive(
     fields.push(Field::new("y", DataType::Float64, false));
     let schema = Arc::new(Schema::new(fields));
     let p = features.len();
+    reject_stale_machines(dir, ids)?;
 
     for (id, data) in ids.iter().zip(machines) {
         let machine_dir = dir.join(format!("machine={id}"));
@@ -53,6 +54,30 @@ pub fn write_hive(
             .write(&batch)
             .and_then(|_| writer.close().map(|_| ()))
             .map_err(|e| RoseError::Engine(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Rejects a directory that already contains `machine=<id>` folders outside `ids`,
+/// because readers would count them as machines of the new data set.
+fn reject_stale_machines(dir: &Path, ids: &[String]) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(id) = name.strip_prefix("machine=")
+            && !ids.iter().any(|i| i == id)
+        {
+            return Err(RoseError::option(
+                "output directory",
+                format!(
+                    "{} already contains {name} from an earlier run, which would be read as an \
+                     extra machine; remove it or choose an empty directory",
+                    dir.display()
+                ),
+            ));
+        }
     }
     Ok(())
 }
