@@ -344,6 +344,20 @@ pub async fn estimate<S: DerivativeSource>(
     }
     let usable: Vec<usize> = (0..m).filter(|&j| unusable[j].is_none()).collect();
     require_half(&usable, m, ids, &unusable, "round 1 (local fits)")?;
+    let uses_central_rows = matches!(
+        options.estimator,
+        Estimator::Vrmol | Estimator::OneStep | Estimator::RoseMed | Estimator::Rose
+    );
+    if let Some(reason) = &unusable[options.central]
+        && uses_central_rows
+    {
+        warnings.push(format!(
+            "the central machine '{}' has no usable local fit ({reason}), but {} still takes \
+             scales or standard errors from its rows, so they may be wrong; name another \
+             machine with --central or use --estimator rose-rv",
+            ids[options.central], options.estimator
+        ));
+    }
     let p = first[usable[0]].estimate.len();
     let rows: Vec<u64> = fits.iter().map(|f| f.rows).collect();
     let used_rows: Vec<u64> = usable.iter().map(|&j| rows[j]).collect();

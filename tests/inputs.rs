@@ -433,3 +433,20 @@ fn write_errors_on_stdout_fail() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("standard output"));
 }
+
+#[test]
+fn unusable_central_machine_warns() {
+    let fit = fit_json(&["tests/data/inputs/one-separated", "--central", "m5"]);
+    let warnings = fit["warnings"].to_string();
+    assert!(
+        warnings.contains("central machine 'm5' has no usable local fit"),
+        "{warnings}"
+    );
+    assert!(warnings.contains("--estimator rose-rv"), "{warnings}");
+    let clean = fit_json(&["tests/data/inputs/one-separated"]);
+    assert!(
+        !clean["warnings"].to_string().contains("central machine"),
+        "{}",
+        clean["warnings"]
+    );
+}
