@@ -219,3 +219,20 @@ fn d_k_function_reproduces_table_1() {
     assert!((rows[0]["d10"].as_f64().unwrap() - 1.0655625036).abs() < 1e-9);
     assert!((rows[0]["d3"].as_f64().unwrap() - 1.1680269506).abs() < 1e-9);
 }
+
+#[test]
+fn rose_fit_logs_warnings() {
+    let out = rose(&[
+        "sql",
+        "SELECT estimate FROM rose_fit('tests/data/inputs/one-separated', 'logistic', 'y', \
+         'central=m5')",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("rose_fit("), "{log}");
+    assert!(log.contains("central machine 'm5'"), "{log}");
+}

@@ -119,7 +119,12 @@ async fn run_fit(settings: FitSettings) -> crate::Result<Summary> {
         options.central = dataset.machine_index(id)?;
     }
     let report = dataset.fit(options).await?;
-    Ok(Summary::new(&report))
+    let summary = Summary::new(&report);
+    // A table has no place for warnings, so they go to the log, as `rose fit` prints them.
+    for warning in &summary.warnings {
+        tracing::warn!("rose_fit({}): {warning}", settings.data.dir.display());
+    }
+    Ok(summary)
 }
 
 /// Schema of the coefficient table.
