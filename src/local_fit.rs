@@ -88,8 +88,8 @@ impl LocalFit {
 /// that is not positive definite, no convergence) sends statistics anyway, as R's `glm`
 /// returns a fit with a warning: the last Newton-Raphson iterate, with `converged =
 /// false` and the sandwich variances there, with the linear predictor bounded as R's
-/// links bound it (see [`bounded_sandwich_diagonal`]). Too few rows, or a column that
-/// is zero on every row, still fail.
+/// links bound it (see [`bounded_sandwich_diagonal`]). Too few rows, a column that is
+/// zero on every row, and an exact fit (zero variances) still fail.
 pub fn fit_local(
     family: Family,
     rows: Rows<'_>,
@@ -130,8 +130,8 @@ fn diverged_fit(family: Family, rows: Rows<'_>, last: Vec<f64>, failed: LocalFit
 /// bounded as R's links bound the fitted mean: `|η| ≤ ln(1/ε)` for the logit, so that
 /// `μ ∈ [ε/(1+ε), 1/(1+ε)]`, and `η ≥ ln ε` for the log link (ε the machine epsilon).
 /// At a logistic fit that ran off towards infinity the Hessian then stays invertible
-/// and the variances finite, if huge. Returns `None` when `H` is still singular, as for
-/// collinear columns.
+/// and the variances finite. Returns `None` when `H` is still singular, as for collinear
+/// columns, or when a variance is not positive, as for an exact fit.
 fn bounded_sandwich_diagonal(family: Family, rows: Rows<'_>, theta: &[f64]) -> Option<Vec<f64>> {
     let p = theta.len();
     let bound = (1.0 / f64::EPSILON).ln();
@@ -170,7 +170,7 @@ fn bounded_sandwich_diagonal(family: Family, rows: Rows<'_>, theta: &[f64]) -> O
     let diagonal: Vec<f64> = (0..p).map(|l| full[l * p + l]).collect();
     diagonal
         .iter()
-        .all(|v| v.is_finite() && *v >= 0.0)
+        .all(|v| v.is_finite() && *v > 0.0)
         .then_some(diagonal)
 }
 
@@ -538,6 +538,18 @@ mod tests {
         let fit = fit_local(Family::Logistic, rows, 3, &keep_diverged());
         assert!(!fit.is_usable());
         assert!(fit.failure.unwrap().contains("singular"));
+    }
+
+    #[test]
+    fn exact_fit_fails_even_when_kept() {
+        // y = 1 + 2x exactly: the residual variance, and with it every sandwich variance,
+        // is zero, so there is nothing a coordinator could weigh.
+        let x = [1.0, 0.0, 1.0, 1.0, 1.0, 2.0, 1.0, 3.0];
+        let y = [1.0, 3.0, 5.0, 7.0];
+        let rows = Rows { x: &x, y: &y };
+        let fit = fit_local(Family::Gaussian, rows, 2, &keep_diverged());
+        assert!(!fit.is_usable());
+        assert!(fit.failure.unwrap().contains("exact"));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use rose::engine::mnist::{DEFAULT_MAX_T, Study, StudyOptions, run_study, write_study_data};
+use rose::engine::mnist::{
+    DEFAULT_MAX_T, Study, StudyOptions, check_data_dirs, run_study, write_study_data,
+};
 use rose::{Result, RoseError};
 
 /// Output formats of the study.
@@ -162,22 +164,32 @@ pub fn run_mnist(args: MnistArgs) -> Result<()> {
         ProgressBar::hidden()
     };
 
+    let study_options: Vec<StudyOptions> = studies
+        .iter()
+        .map(|study| {
+            let mut options = StudyOptions::paper(study);
+            options.machines = args.machines.clone();
+            options.alphas = args.alpha.clone();
+            options.max_t = (args.max_t > 0.0).then_some(args.max_t);
+            options.k_quantiles = args.quantiles;
+            options.seed = args.seed;
+            options.data_dir = args.data_dir.clone();
+            if let Some(v) = args.variables {
+                options.variables = v;
+            }
+            options
+        })
+        .collect();
+    for options in &study_options {
+        check_data_dirs(options)?;
+    }
+
     let started = Instant::now();
     let mut results = Vec::new();
-    for study in &studies {
-        let mut options = StudyOptions::paper(study);
-        options.machines = args.machines.clone();
-        options.alphas = args.alpha.clone();
-        options.max_t = (args.max_t > 0.0).then_some(args.max_t);
-        options.k_quantiles = args.quantiles;
-        options.seed = args.seed;
-        options.data_dir = args.data_dir.clone();
-        if let Some(v) = args.variables {
-            options.variables = v;
-        }
-        let result = run_study(&options, threads, &|| bar.inc(1))?;
+    for options in &study_options {
+        let result = run_study(options, threads, &|| bar.inc(1))?;
         if let Some(dir) = &args.write_data {
-            write_study_data(&options, &result, dir)?;
+            write_study_data(options, &result, dir)?;
         }
         results.push(result);
     }
@@ -281,7 +293,9 @@ fn to_markdown(study: &Study, args: &MnistArgs, paper: &HashMap<PaperKey, f64>) 
         study.train_rows,
         study.test_rows,
         study.screened,
-        if args.max_t > 0.0 {
+        if args.max_t >= 1e6 {
+            format!("{:e}", args.max_t)
+        } else if args.max_t > 0.0 {
             args.max_t.to_string()
         } else {
             "∞".to_string()

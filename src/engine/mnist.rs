@@ -317,16 +317,15 @@ struct Inputs {
     ones: Vec<usize>,
 }
 
-/// Reads `mnist-<study>`, `mnist-<study>-test` and `mnist-0-1` under the data directory
-/// and checks that they carry the same pixel columns.
-fn read_inputs(options: &StudyOptions) -> Result<Inputs> {
-    let dir = |name: String| options.data_dir.join(name);
+/// Checks that the data directory holds `mnist-<study>`, `mnist-<study>-test` and
+/// `mnist-0-1`, so that a job over several studies fails before it computes any.
+pub fn check_data_dirs(options: &StudyOptions) -> Result<()> {
     for name in [
         format!("mnist-{}", options.study),
         format!("mnist-{}-test", options.study),
         "mnist-0-1".to_string(),
     ] {
-        if !dir(name.clone()).is_dir() {
+        if !options.data_dir.join(&name).is_dir() {
             return Err(RoseError::option(
                 "--data-dir",
                 format!(
@@ -337,6 +336,14 @@ fn read_inputs(options: &StudyOptions) -> Result<Inputs> {
             ));
         }
     }
+    Ok(())
+}
+
+/// Reads `mnist-<study>`, `mnist-<study>-test` and `mnist-0-1` under the data directory
+/// and checks that they carry the same pixel columns.
+fn read_inputs(options: &StudyOptions) -> Result<Inputs> {
+    let dir = |name: String| options.data_dir.join(name);
+    check_data_dirs(options)?;
     let train = read_images(&dir(format!("mnist-{}", options.study)))?;
     let test_dir = dir(format!("mnist-{}-test", options.study));
     let test = read_images(&test_dir)?;
