@@ -245,10 +245,20 @@ fn fit_local_tracking(
     }
 
     if !converged {
-        let hint = if family == Family::Logistic {
-            "; raise --max-iterations, or check whether the features perfectly separate the response"
-        } else {
-            "; raise --max-iterations"
+        // A constant 0/1 logistic response, or an all-zero Poisson one, has its supremum at
+        // infinity, so more iterations cannot help.
+        let first = rows.y.first().copied().unwrap_or(0.0);
+        let constant = rows.y.iter().all(|&y| y == first);
+        let hint = match family {
+            Family::Logistic | Family::Poisson
+                if constant && (family == Family::Logistic || first == 0.0) =>
+            {
+                format!("; the response is {first} on every row, so the likelihood has no maximum")
+            }
+            Family::Logistic => "; raise --max-iterations, or check whether the features \
+                                 perfectly separate the response"
+                .to_string(),
+            _ => "; raise --max-iterations".to_string(),
         };
         return LocalFit::failed(
             n,
@@ -550,6 +560,23 @@ mod tests {
         let fit = fit_local(Family::Gaussian, rows, 2, &keep_diverged());
         assert!(!fit.is_usable());
         assert!(fit.failure.unwrap().contains("exact"));
+    }
+
+    #[test]
+    fn constant_response_reason_names_it() {
+        // All-zero counts: exp(η) → 0 lowers the loss without end.
+        let x: Vec<f64> = (0..20).flat_map(|i| [1.0, f64::from(i % 4)]).collect();
+        let y = [0.0; 20];
+        let fit = fit_local(
+            Family::Poisson,
+            Rows { x: &x, y: &y },
+            2,
+            &NewtonOptions::default(),
+        );
+        let reason = fit
+            .failure
+            .expect("an all-zero Poisson response has no maximum");
+        assert!(reason.contains("response is 0 on every row"), "{reason}");
     }
 
     #[test]
