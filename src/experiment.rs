@@ -37,9 +37,9 @@ const fn method(name: &'static str, estimator: Estimator, iterations: usize) -> 
     }
 }
 
-/// Methods of Tables 2 and 3. The paper does not report `rose-rv` there; it is listed
-/// because it differs from `rose` only in its scales (the median of every machine's
-/// variance estimates instead of the central machine's own), which isolates their effect.
+/// Methods of Tables 2 and 3. The paper does not report `rose-rv` there. It is listed
+/// because it differs from `rose` only in its scales, the median of every machine's
+/// variance estimates in place of the central machine's own, so it isolates their effect.
 const NORMAL_CENTRAL: [Method; 9] = [
     method("avg", Estimator::Avg, 0),
     method("onestep", Estimator::OneStep, 0),

@@ -2,12 +2,14 @@
 
 The input is the clean 20-machine cell that this command writes:
     cargo run -- mnist --study 6-9 --max-t 0 --machines 20 --alpha 0 --write-data /tmp/nocap -q
-Each machine's logistic regression (with intercept, on the lasso-selected pixels) is
-fitted with statsmodels, independently of rose. At the coordinate-wise median of the
-local estimates, the script computes every machine's Hessian of the mean loss,
-H_j = X_j' W X_j / n_j with W = diag(mu (1 - mu)), and prints the smallest eigenvalue of
-their entry-wise median (what a median-aggregated one-step correction inverts) and of
-their mean, together with the spread of the local estimates.
+
+The script fits each machine's logistic regression (with intercept, on the
+lasso-selected pixels) with statsmodels, independently of rose. At the
+coordinate-wise median of the local estimates it computes every machine's Hessian
+of the mean loss, H_j = X_j' W X_j / n_j with W = diag(mu (1 - mu)). It prints the
+smallest eigenvalue of their entry-wise median, which a median-aggregated one-step
+correction inverts, and of their mean, together with the spread of the local
+estimates.
 
 Run from the repository root: python docs/reproduction/mnist_median_hessian.py [DIR]
 (numpy 2.4.6, pyarrow 26.0.1, statsmodels 0.15.0, as in scripts/requirements.txt).
