@@ -89,6 +89,18 @@ impl Family {
         }
     }
 
+    /// Bounds the linear predictor as R's links bound the fitted mean: `|η| ≤ ln(1/ε)` for
+    /// the logit, so that `μ ∈ [ε/(1+ε), 1/(1+ε)]`, and `η ≥ ln ε` for the log link, with
+    /// ε the machine epsilon. The identity link is left as it is.
+    pub fn bound_linear_predictor(self, eta: f64) -> f64 {
+        let bound = (1.0 / f64::EPSILON).ln();
+        match self {
+            Family::Logistic => eta.clamp(-bound, bound),
+            Family::Poisson => eta.max(-bound),
+            Family::Gaussian => eta,
+        }
+    }
+
     /// Checks that `y` is a valid response for this family and returns a description of
     /// the problem otherwise.
     pub fn check_response(self, y: f64) -> Result<(), &'static str> {
@@ -103,7 +115,7 @@ impl Family {
 
 /// The logistic function `1 / (1 + e^−η)`, evaluated without overflow.
 #[inline]
-fn logistic(eta: f64) -> f64 {
+pub(crate) fn logistic(eta: f64) -> f64 {
     if eta >= 0.0 {
         1.0 / (1.0 + (-eta).exp())
     } else {
@@ -163,6 +175,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn bounded_linear_predictor_matches_r_links() {
+        // R's logit link maps η > 30 to μ = (1/ε) / (1 + 1/ε) = 1 / (1 + ε).
+        let eps = f64::EPSILON;
+        let mu = logistic(Family::Logistic.bound_linear_predictor(1e6));
+        assert_eq!(mu, 1.0 / (1.0 + eps));
+        let mu = logistic(Family::Logistic.bound_linear_predictor(-1e6));
+        assert!((mu - eps / (1.0 + eps)).abs() < 1e-30, "{mu}");
+        assert!((Family::Poisson.bound_linear_predictor(-1e6).exp() - eps).abs() < 1e-30);
+        assert_eq!(Family::Poisson.bound_linear_predictor(5.0), 5.0);
+        assert_eq!(Family::Gaussian.bound_linear_predictor(-1e6), -1e6);
     }
 
     #[test]

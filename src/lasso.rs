@@ -63,6 +63,8 @@
 //!   relative 1e-5 from the previous λ. These are the factory defaults `devmax`, `fdev` and
 //!   `mnlam` of `glmnet.control` in glmnet 4.1-7. [`lasso_logistic_at`] never stops early.
 
+use crate::family::{Family, logistic};
+
 /// Lower bound `ε` of the IRLS weights, reached when a fitted probability is within about
 /// `ε` of 0 or 1.
 const MIN_WEIGHT: f64 = 1e-5;
@@ -263,19 +265,9 @@ struct State {
     beta: Vec<f64>,
 }
 
-/// Logistic function `1 / (1 + exp(−η))`.
-fn sigmoid(eta: f64) -> f64 {
-    1.0 / (1.0 + (-eta).exp())
-}
-
 /// Computes `log(1 + exp(η)) − y η` without overflow for large `|η|`.
 fn logistic_loss(eta: f64, y: f64) -> f64 {
-    let softplus = if eta > 0.0 {
-        eta + (-eta).exp().ln_1p()
-    } else {
-        eta.exp().ln_1p()
-    };
-    softplus - y * eta
+    Family::Logistic.row_terms(eta, y).loss
 }
 
 /// Mean logistic loss `(1/n) Σ_i [log(1 + exp(η_i)) − y_i η_i]`.
@@ -318,7 +310,7 @@ impl Quadratic {
         let mut weights = Vec::with_capacity(eta.len());
         let mut residuals = Vec::with_capacity(eta.len());
         for (&e, &y) in eta.iter().zip(y) {
-            let probability = sigmoid(e);
+            let probability = logistic(e);
             let variance = probability * (1.0 - probability);
             weights.push(variance.max(MIN_WEIGHT));
             residuals.push(y - probability);
@@ -873,7 +865,7 @@ mod tests {
                 let eta: f64 = last.intercept
                     + last.coefficients[0] * x[2 * i]
                     + last.coefficients[1] * x[2 * i + 1];
-                design.column(0)[i] * (sigmoid(eta) - y[i])
+                design.column(0)[i] * (logistic(eta) - y[i])
             })
             .sum::<f64>()
             / n as f64;

@@ -86,10 +86,10 @@ impl LocalFit {
 ///
 /// With `options.keep_diverged`, a machine whose fit diverges (separation, a Hessian
 /// that is not positive definite, no convergence) sends statistics anyway, as R's `glm`
-/// returns a fit with a warning: the last Newton-Raphson iterate, with `converged =
-/// false` and the sandwich variances there, with the linear predictor bounded as R's
-/// links bound it (see [`bounded_sandwich_diagonal`]). Too few rows, a column that is
-/// zero on every row, and an exact fit (zero variances) still fail.
+/// returns a fit with a warning. It sends the last Newton-Raphson iterate with
+/// `converged = false`, and the sandwich variances there with the linear predictor
+/// bounded as R's links bound it (see [`bounded_sandwich_diagonal`]). Too few rows, a
+/// column that is zero on every row, and an exact fit (zero variances) still fail.
 pub fn fit_local(
     family: Family,
     rows: Rows<'_>,
@@ -104,10 +104,12 @@ pub fn fit_local(
     diverged_fit(family, rows, last, fit)
 }
 
-/// Statistics of a machine whose fit `failed`, for [`NewtonOptions::keep_diverged`]: the
-/// last Newton-Raphson iterate with the sandwich variances there, or `failed` itself
-/// when a column is zero on every row. R's `glm` reports such an aliased coefficient as
-/// `NA`, and a filler value would enter the aggregates as if it were an estimate.
+/// Returns the statistics that a machine whose fit `failed` sends under
+/// [`NewtonOptions::keep_diverged`]: the last Newton-Raphson iterate `last` with the
+/// bounded sandwich variances there. It returns `failed` itself when a column is zero on
+/// every row, because R's `glm` reports such an aliased coefficient as `NA` and a filler
+/// value would enter the aggregates as if it were an estimate, and when the variances are
+/// not all positive.
 fn diverged_fit(family: Family, rows: Rows<'_>, last: Vec<f64>, failed: LocalFit) -> LocalFit {
     let p = last.len();
     let aliased = (0..p).any(|c| rows.x.chunks_exact(p).all(|x| x[c] == 0.0));
@@ -126,47 +128,19 @@ fn diverged_fit(family: Family, rows: Rows<'_>, last: Vec<f64>, failed: LocalFit
     }
 }
 
-/// Diagonal of the sandwich `H⁻¹ J H⁻¹` of eq. (6) at `theta`, with the linear predictor
-/// bounded as R's links bound the fitted mean: `|η| ≤ ln(1/ε)` for the logit, so that
-/// `μ ∈ [ε/(1+ε), 1/(1+ε)]`, and `η ≥ ln ε` for the log link (ε the machine epsilon).
-/// At a logistic fit that ran off towards infinity the Hessian then stays invertible
-/// and the variances finite. Returns `None` when `H` is still singular, as for collinear
-/// columns, or when a variance is not positive, as for an exact fit.
+/// Returns the diagonal of the sandwich `H⁻¹ J H⁻¹` of eq. (6) at `theta`, with the
+/// linear predictor bounded by [`Family::bound_linear_predictor`]. At a logistic fit that
+/// ran off towards infinity the Hessian then stays invertible and the variances finite.
+/// Returns `None` when `H` is still singular, as for collinear columns, or when a
+/// variance is not positive, as for an exact fit.
 fn bounded_sandwich_diagonal(family: Family, rows: Rows<'_>, theta: &[f64]) -> Option<Vec<f64>> {
     let p = theta.len();
-    let bound = (1.0 / f64::EPSILON).ln();
-    let mut hessian = vec![0.0; p * p];
-    let mut second_moment = vec![0.0; p * p];
-    let mut gradient = vec![0.0; p];
-    for (x, &y) in rows.x.chunks_exact(p).zip(rows.y) {
-        let eta: f64 = x.iter().zip(theta).map(|(a, b)| a * b).sum();
-        let eta = match family {
-            Family::Logistic => eta.clamp(-bound, bound),
-            Family::Poisson => eta.max(-bound),
-            Family::Gaussian => eta,
-        };
-        let terms = family.row_terms(eta, y);
-        let g = terms.gradient_weight;
-        for a in 0..p {
-            gradient[a] += g * x[a];
-            for b in 0..p {
-                hessian[a * p + b] += terms.hessian_weight * x[a] * x[b];
-                second_moment[a * p + b] += g * g * x[a] * x[b];
-            }
-        }
-    }
-
-    let n = rows.len().max(1) as f64;
-    gradient.iter_mut().for_each(|v| *v /= n);
-    hessian.iter_mut().for_each(|v| *v /= n);
-    // J = E[g gᵀ] − E[g] E[g]ᵀ, centred as in eq. (6).
-    let meat: Vec<f64> = (0..p * p)
-        .map(|k| second_moment[k] / n - gradient[k / p] * gradient[k % p])
-        .collect();
-
-    let inverse =
-        linalg::inverse_spd(&hessian, p).or_else(|| linalg::inverse_general(&hessian, p))?;
-    let full = linalg::sandwich(&inverse, &meat, p);
+    let derivatives = DerivativeMoments::from_rows_bounded(family, theta, rows).finish();
+    // The fitted probabilities can be as close to 0 or 1 as 1e-16, so Cholesky may fail
+    // where a pivoted LU still inverts.
+    let inverse = linalg::inverse_spd(&derivatives.hessian, p)
+        .or_else(|| linalg::inverse_general(&derivatives.hessian, p))?;
+    let full = linalg::sandwich(&inverse, &derivatives.gradient_covariance, p);
     let diagonal: Vec<f64> = (0..p).map(|l| full[l * p + l]).collect();
     diagonal
         .iter()
@@ -523,7 +497,8 @@ mod tests {
             fit.estimate[0]
         );
         for v in &fit.variance {
-            assert!(v.is_finite() && *v >= 0.0, "variance {v}");
+            assert!(v.is_finite(), "variance {v}");
+            assert!(*v > 0.0, "variance {v}");
         }
     }
 

@@ -80,17 +80,29 @@ impl DerivativeMoments {
 
     /// Summarises one batch exactly with two passes over its rows.
     pub fn from_rows(family: Family, theta: &[f64], rows: Rows<'_>) -> Self {
-        Self::summarise(family, theta, rows, true)
+        Self::summarise(family, theta, rows, true, false)
+    }
+
+    /// Summarises one batch like [`Self::from_rows`], with every linear predictor bounded
+    /// by [`Family::bound_linear_predictor`], as R evaluates a fit that ran off to infinity.
+    pub fn from_rows_bounded(family: Family, theta: &[f64], rows: Rows<'_>) -> Self {
+        Self::summarise(family, theta, rows, true, true)
     }
 
     /// Summarises one batch with the loss, mean gradient and mean Hessian only, leaving
     /// the second moments at zero. A Newton iteration needs nothing more, and this skips
     /// two thirds of the work.
     pub fn first_moments(family: Family, theta: &[f64], rows: Rows<'_>) -> Self {
-        Self::summarise(family, theta, rows, false)
+        Self::summarise(family, theta, rows, false, false)
     }
 
-    fn summarise(family: Family, theta: &[f64], rows: Rows<'_>, second_moments: bool) -> Self {
+    fn summarise(
+        family: Family,
+        theta: &[f64],
+        rows: Rows<'_>,
+        second_moments: bool,
+        bounded: bool,
+    ) -> Self {
         let p = theta.len();
         assert_eq!(rows.x.len(), rows.len() * p, "design must have p columns");
         let mut out = DerivativeMoments::new(p);
@@ -104,7 +116,10 @@ impl DerivativeMoments {
         let mut loss_sum = 0.0;
         for (i, &y) in rows.y.iter().enumerate() {
             let x = &rows.x[i * p..(i + 1) * p];
-            let eta: f64 = x.iter().zip(theta).map(|(a, b)| a * b).sum();
+            let mut eta: f64 = x.iter().zip(theta).map(|(a, b)| a * b).sum();
+            if bounded {
+                eta = family.bound_linear_predictor(eta);
+            }
             let terms = family.row_terms(eta, y);
             loss_sum += terms.loss;
             weights.push((terms.gradient_weight, terms.hessian_weight));

@@ -172,6 +172,15 @@ fn mnist() -> &'static (Data, Vec<String>) {
     DATA.get_or_init(read_mnist)
 }
 
+fn synthetic_path() -> &'static LassoPath {
+    static PATH: OnceLock<LassoPath> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let data = synthetic();
+        lasso_logistic_path(&data.x, &data.y, data.p, &LassoOptions::default())
+            .expect("the synthetic path converges")
+    })
+}
+
 fn mnist_path() -> &'static LassoPath {
     static PATH: OnceLock<LassoPath> = OnceLock::new();
     PATH.get_or_init(|| {
@@ -303,15 +312,8 @@ fn mnist_screening_keeps_reference_pixels() {
 
 #[test]
 fn path_starts_at_lambda_max_with_zeros() {
-    let synthetic_path = lasso_logistic_path(
-        &synthetic().x,
-        &synthetic().y,
-        synthetic().p,
-        &LassoOptions::default(),
-    )
-    .expect("the synthetic path converges");
     let cases = [
-        ("synthetic", &synthetic_path, &reference()["synthetic"]),
+        ("synthetic", synthetic_path(), &reference()["synthetic"]),
         ("mnist-6-9", mnist_path(), &reference()["mnist-6-9"]),
     ];
     for (name, path, case) in cases {
@@ -337,15 +339,8 @@ fn path_starts_at_lambda_max_with_zeros() {
 
 #[test]
 fn kkt_conditions_hold_along_path() {
-    let synthetic_path = lasso_logistic_path(
-        &synthetic().x,
-        &synthetic().y,
-        synthetic().p,
-        &LassoOptions::default(),
-    )
-    .expect("the synthetic path converges");
     let cases = [
-        ("synthetic", synthetic(), &synthetic_path),
+        ("synthetic", synthetic(), synthetic_path()),
         ("mnist-6-9", &mnist().0, mnist_path()),
     ];
     for (name, data, path) in cases {
@@ -364,9 +359,7 @@ fn kkt_conditions_hold_along_path() {
 #[test]
 fn synthetic_nonzero_count_nondecreasing() {
     let data = synthetic();
-    let path = lasso_logistic_path(&data.x, &data.y, data.p, &LassoOptions::default())
-        .expect("the synthetic path converges");
-    let counts: Vec<usize> = path.fits.iter().map(|f| f.nonzero).collect();
+    let counts: Vec<usize> = synthetic_path().fits.iter().map(|f| f.nonzero).collect();
     assert!(counts.windows(2).all(|w| w[0] <= w[1]), "counts {counts:?}");
     assert_eq!(counts.last(), Some(&data.p));
 }

@@ -16,11 +16,7 @@ fn sql_json(args: &[&str]) -> Value {
 }
 
 fn sql_error(args: &[&str]) -> String {
-    let mut all = vec!["sql"];
-    all.extend_from_slice(args);
-    let out = rose(&all);
-    assert_eq!(out.status.code(), Some(1), "rose {all:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    command_error("sql", args)
 }
 
 #[test]
@@ -60,12 +56,7 @@ fn one_call_query_matches_rose_fit() {
     let rows = sql_json(&["-f", "queries/rose_fit_one_call.sql"]);
     let fit = fit_json(&["data/logistic-m11", "--no-intercept"]);
     for key in ["estimate", "std_error", "ci_low", "ci_high"] {
-        let sql: Vec<f64> = rows
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r[key].as_f64().unwrap())
-            .collect();
+        let sql = row_values(&rows, key);
         let diff = max_abs_diff(&sql, &column(&fit, key));
         assert!(diff < SAME_COMPUTATION, "{key} differs by {diff}");
     }
@@ -89,12 +80,7 @@ fn rose_fit_options_follow_the_flags() {
         "--features",
         "r18_c19,r21_c14",
     ]);
-    let sql: Vec<f64> = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["estimate"].as_f64().unwrap())
-        .collect();
+    let sql = row_values(&rows, "estimate");
     assert!(max_abs_diff(&sql, &column(&fit, "estimate")) < SAME_COMPUTATION);
 }
 

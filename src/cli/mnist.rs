@@ -196,23 +196,7 @@ pub fn run_mnist(args: MnistArgs) -> Result<()> {
     bar.finish_and_clear();
 
     if let Some(path) = &args.models {
-        let models: Vec<_> = results
-            .iter()
-            .flat_map(|s| {
-                s.cells.iter().map(move |c| {
-                    json!({
-                        "study": s.study,
-                        "machines": c.machines,
-                        "alpha": c.alpha,
-                        "estimator": c.estimator.name(),
-                        "names": std::iter::once("(Intercept)".to_string()).chain(s.selected.iter().cloned()).collect::<Vec<_>>(),
-                        "estimate": c.estimate,
-                        "accuracy": c.accuracy,
-                        "failure": c.failure,
-                    })
-                })
-            })
-            .collect();
+        let models: Vec<_> = cell_objects(&results, true);
         let text = serde_json::to_string_pretty(&models).expect("JSON") + "\n";
         std::fs::write(path, text).map_err(|source| RoseError::Io {
             path: path.clone(),
@@ -221,20 +205,7 @@ pub fn run_mnist(args: MnistArgs) -> Result<()> {
     }
     match args.format {
         StudyFormat::Json => {
-            let rows: Vec<_> = results
-                .iter()
-                .flat_map(|s| {
-                    s.cells.iter().map(move |c| {
-                        json!({
-                            "study": s.study,
-                            "machines": c.machines,
-                            "alpha": c.alpha,
-                            "estimator": c.estimator.name(),
-                            "accuracy": c.accuracy,
-                        })
-                    })
-                })
-                .collect();
+            let rows = cell_objects(&results, false);
             println!("{}", serde_json::to_string_pretty(&rows).expect("JSON"));
         }
         StudyFormat::Table => {
@@ -279,6 +250,33 @@ fn read_paper(path: &Path) -> HashMap<PaperKey, f64> {
             ))
         })
         .collect()
+}
+
+/// Returns one JSON object per cell: `study`, `machines`, `alpha`, `estimator` and
+/// `accuracy`, and with `model` also the coefficient `names`, `estimate` and `failure`.
+fn cell_objects(results: &[Study], model: bool) -> Vec<serde_json::Value> {
+    let mut objects = Vec::new();
+    for study in results {
+        let names: Vec<String> = std::iter::once("(Intercept)".to_string())
+            .chain(study.selected.iter().cloned())
+            .collect();
+        for cell in &study.cells {
+            let mut object = json!({
+                "study": study.study,
+                "machines": cell.machines,
+                "alpha": cell.alpha,
+                "estimator": cell.estimator.name(),
+                "accuracy": cell.accuracy,
+            });
+            if model {
+                object["names"] = json!(names);
+                object["estimate"] = json!(cell.estimate);
+                object["failure"] = json!(cell.failure);
+            }
+            objects.push(object);
+        }
+    }
+    objects
 }
 
 fn to_markdown(study: &Study, args: &MnistArgs, paper: &HashMap<PaperKey, f64>) -> String {

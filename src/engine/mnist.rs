@@ -139,7 +139,9 @@ fn float_column(batch: &RecordBatch, name: &str, file: &Path) -> Result<Float64A
         .downcast_ref::<Float64Array>()
         .expect("cast to Float64")
         .clone();
-    if let Some(row) = (0..values.len()).find(|&i| values.is_null(i)) {
+    if values.null_count() > 0
+        && let Some(row) = (0..values.len()).find(|&i| values.is_null(i))
+    {
         return Err(invalid(format!(
             "column '{name}' has a null value in row {row}"
         )));
@@ -317,7 +319,7 @@ struct Inputs {
     ones: Vec<usize>,
 }
 
-/// Checks that the data directory holds `mnist-<study>`, `mnist-<study>-test` and
+/// Checks that the data directory contains `mnist-<study>`, `mnist-<study>-test` and
 /// `mnist-0-1`, so that a job over several studies fails before it computes any.
 pub fn check_data_dirs(options: &StudyOptions) -> Result<()> {
     for name in [
@@ -342,17 +344,20 @@ pub fn check_data_dirs(options: &StudyOptions) -> Result<()> {
 /// Reads `mnist-<study>`, `mnist-<study>-test` and `mnist-0-1` under the data directory
 /// and checks that they carry the same pixel columns.
 fn read_inputs(options: &StudyOptions) -> Result<Inputs> {
-    let dir = |name: String| options.data_dir.join(name);
     check_data_dirs(options)?;
-    let train = read_images(&dir(format!("mnist-{}", options.study)))?;
-    let test_dir = dir(format!("mnist-{}-test", options.study));
+    let train_dir = options.data_dir.join(format!("mnist-{}", options.study));
+    let test_dir = options
+        .data_dir
+        .join(format!("mnist-{}-test", options.study));
+    let replacement_dir = options.data_dir.join("mnist-0-1");
+    let train = read_images(&train_dir)?;
     let test = read_images(&test_dir)?;
-    let replacement_dir = dir("mnist-0-1".to_string());
     let replacements = read_images(&replacement_dir)?;
-    for (images, path) in [(&test, test_dir), (&replacements, replacement_dir)] {
+
+    for (images, path) in [(&test, &test_dir), (&replacements, &replacement_dir)] {
         if images.names != train.names {
             return Err(RoseError::Schema {
-                file: path,
+                file: path.clone(),
                 message: format!(
                     "the pixel columns differ from those of mnist-{}: {}; regenerate the MNIST \
                      data sets together with scripts/make_mnist.py",
@@ -362,35 +367,29 @@ fn read_inputs(options: &StudyOptions) -> Result<Inputs> {
             });
         }
     }
-    for (images, name) in [(&train, "training"), (&test, "test")] {
+
+    let sets = [
+        (&train, &train_dir, "training"),
+        (&test, &test_dir, "test"),
+        (&replacements, &replacement_dir, "replacement"),
+    ];
+    for (images, path, name) in sets {
         let ones = images.y.iter().filter(|&&v| v == 1.0).count();
         if ones == 0 || ones == images.y.len() {
             return Err(RoseError::Schema {
-                file: dir(format!(
-                    "mnist-{}{}",
-                    options.study,
-                    if name == "test" { "-test" } else { "" }
-                )),
+                file: path.clone(),
                 message: format!(
-                    "the {name} images need both labels, 0 and 1, but {} of {} are labelled 1",
-                    ones,
+                    "the {name} images need both labels, 0 and 1, but {ones} of {} are \
+                     labelled 1",
                     images.y.len()
                 ),
             });
         }
     }
-    let rows_labelled = |label: f64| -> Vec<usize> {
-        (0..replacements.y.len())
-            .filter(|&i| replacements.y[i] == label)
-            .collect()
-    };
-    let (zeros, ones) = (rows_labelled(0.0), rows_labelled(1.0));
-    if zeros.is_empty() || ones.is_empty() {
-        return Err(RoseError::Schema {
-            file: options.data_dir.join("mnist-0-1"),
-            message: "the replacement images need rows labelled 0 and rows labelled 1".to_string(),
-        });
-    }
+
+    // Labels are 0 or 1, checked when the images were read.
+    let (ones, zeros): (Vec<usize>, Vec<usize>) =
+        (0..replacements.y.len()).partition(|&i| replacements.y[i] == 1.0);
     Ok(Inputs {
         train,
         test,

@@ -45,7 +45,12 @@ pub fn command_json(subcommand: &str, args: &[&str]) -> Value {
 
 /// Runs `rose fit ...` expecting failure, and returns standard error.
 pub fn fit_error(args: &[&str]) -> String {
-    let mut all = vec!["fit"];
+    command_error("fit", args)
+}
+
+/// Runs `rose SUBCOMMAND ...` expecting exit status 1, and returns standard error.
+pub fn command_error(subcommand: &str, args: &[&str]) -> String {
+    let mut all = vec![subcommand];
     all.extend_from_slice(args);
     let out = rose(&all);
     assert!(
@@ -65,6 +70,15 @@ pub fn column(fit: &Value, key: &str) -> Vec<f64> {
         .expect("coefficients array")
         .iter()
         .map(|c| c[key].as_f64().expect("numeric field"))
+        .collect()
+}
+
+/// Field `key` of every row of a JSON array of objects, in output order.
+pub fn row_values(rows: &Value, key: &str) -> Vec<f64> {
+    rows.as_array()
+        .expect("an array of rows")
+        .iter()
+        .map(|r| r[key].as_f64().expect("numeric field"))
         .collect()
 }
 
