@@ -282,6 +282,56 @@ fn experiment_writes_markdown_and_csv() {
     // 3 fractions × 9 methods × 2 replications.
     assert_eq!(lines.len() - 1, 54);
     assert!(lines[1].starts_with("2,logistic,11,200,0.00,avg,0,"));
+
+    // A subset of the methods sees the same draws, so its rows are those of the full run.
+    let subset_csv = dir.path().join("subset.csv");
+    let out = rose(&[
+        "experiment",
+        "--table",
+        "2",
+        "--machines",
+        "11",
+        "--rows",
+        "200",
+        "--replications",
+        "2",
+        "--methods",
+        "rose-rv,rose",
+        "--csv",
+        subset_csv.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let subset: Vec<String> = std::fs::read_to_string(&subset_csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(String::from)
+        .collect();
+    let expected: Vec<String> = lines
+        .iter()
+        .filter(|l| l.contains(",rose,") || l.contains(",rose-rv,"))
+        .cloned()
+        .collect();
+    assert_eq!(subset.len(), 12);
+    assert_eq!(subset, expected);
+}
+
+#[test]
+fn experiment_rejects_unknown_and_repeated_methods() {
+    let unknown = command_error("experiment", &["--table", "4", "--methods", "rose,avg"]);
+    assert!(
+        unknown.contains("--methods")
+            && unknown.contains("table 4 has no method 'avg'")
+            && unknown.contains("rose-rv, rose, vrmom3, vrmom10"),
+        "{unknown}"
+    );
+    let repeated = command_error("experiment", &["--table", "2", "--methods", "rose,rose"]);
+    assert!(repeated.contains("'rose' is named twice"), "{repeated}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use rose::aggregate::QuantileLevels;
-use rose::experiment::{Grid, Record, TableSpec, job_count, run, summarise};
+use rose::experiment::{Grid, Method, Record, TableSpec, job_count, run, summarise};
 use rose::{Result, RoseError};
 
 #[derive(Args)]
@@ -35,6 +35,11 @@ pub struct ExperimentArgs {
     /// Byzantine fractions to run, comma separated [default: the table's].
     #[arg(long, value_delimiter = ',')]
     alpha: Option<Vec<f64>>,
+
+    /// Methods to run, comma separated, by their names in the table (for example
+    /// rose,rose-rv) [default: all of the table's].
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<String>>,
 
     /// Seed of the whole run.
     #[arg(long, default_value_t = 20_240_611)]
@@ -65,12 +70,15 @@ pub fn run_experiment(args: ExperimentArgs) -> Result<()> {
     if args.table == 8 || args.table == 9 {
         return super::mnist::run_mnist(super::mnist::MnistArgs::for_table(args.table, args.quiet));
     }
-    let spec = TableSpec::new(args.table).ok_or_else(|| {
+    let mut spec = TableSpec::new(args.table).ok_or_else(|| {
         RoseError::option(
             "--table",
             format!("table {} does not exist: use 1 to 9", args.table),
         )
     })?;
+    if let Some(names) = &args.methods {
+        spec.methods = select_methods(&spec, names)?;
+    }
     let mut grid = Grid::paper(&spec);
     grid.seed = args.seed;
     grid.replications = args.replications;
@@ -122,6 +130,38 @@ pub fn run_experiment(args: ExperimentArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The table's methods named in `names`, in the table's order. Each replication draws its
+/// data from its own seed, so a method's errors do not depend on which others run.
+fn select_methods(spec: &TableSpec, names: &[String]) -> Result<Vec<Method>> {
+    let known: Vec<&str> = spec.methods.iter().map(|m| m.name).collect();
+    let mut seen: Vec<&str> = Vec::new();
+    for name in names {
+        if !known.contains(&name.as_str()) {
+            return Err(RoseError::option(
+                "--methods",
+                format!(
+                    "table {} has no method '{name}': use some of {}",
+                    spec.number,
+                    known.join(", ")
+                ),
+            ));
+        }
+        if seen.contains(&name.as_str()) {
+            return Err(RoseError::option(
+                "--methods",
+                format!("'{name}' is named twice"),
+            ));
+        }
+        seen.push(name);
+    }
+    Ok(spec
+        .methods
+        .iter()
+        .filter(|m| seen.contains(&m.name))
+        .copied()
+        .collect())
 }
 
 fn validate(grid: &Grid) -> Result<()> {
