@@ -189,6 +189,24 @@ fn bad_calls_name_function_and_argument() {
             "SELECT * FROM rose_fit('data/logistic-m11', 7, 'y')",
             "argument 2 (family) must be a string literal",
         ),
+        (
+            "SELECT * FROM rose_fit('data/logistic-m11', 'logistic', 'y', 'k=5, k=7')",
+            "option 'k' is given twice",
+        ),
+        (
+            "SELECT * FROM rose_fit('data/logistic-m11', 'logistic', 'y', 'k=5,quantiles=7')",
+            "options 'k' and 'quantiles' name the same setting",
+        ),
+        (
+            "SELECT rose_local_fit('logistic', y, x1, 'intercept=true,Intercept=false') FROM t",
+            "option 'intercept' is given twice",
+        ),
+        // Hints name the SQL option, not the command-line flag.
+        (
+            "SELECT * FROM rose_fit('tests/data/inputs/one-separated', 'logistic', 'y', \
+             'estimator=csl,central=m5')",
+            "name another with central=ID",
+        ),
     ];
     for (query, expected) in cases {
         let mut args = vec![query];
@@ -221,4 +239,8 @@ fn rose_fit_logs_warnings() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("rose_fit("), "{log}");
     assert!(log.contains("central machine 'm5'"), "{log}");
+    assert!(
+        log.contains("estimator=rose-rv") && !log.contains("--"),
+        "SQL warnings name SQL options: {log}"
+    );
 }

@@ -120,7 +120,7 @@ impl ModelSpec {
                         &machine(),
                         column,
                         &format!(
-                            "contains {what}; remove or impute such rows, or pass --drop-missing to skip them"
+                            "contains {what}; remove or impute such rows, or skip them with --drop-missing (drop_missing=true in SQL)"
                         ),
                     ));
                 }

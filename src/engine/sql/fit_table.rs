@@ -73,7 +73,11 @@ fn parse_settings(
     };
     let mut estimator = EstimatorOptions::new(Estimator::Rose);
     let mut central = None;
-    for (key, value) in parse_pairs(options)? {
+    let pairs = parse_pairs(options)?;
+    if pairs.iter().any(|(k, _)| k == "k") && pairs.iter().any(|(k, _)| k == "quantiles") {
+        return Err("options 'k' and 'quantiles' name the same setting: keep one".to_string());
+    }
+    for (key, value) in pairs {
         match key.as_str() {
             "estimator" => estimator.estimator = value.parse()?,
             "k" | "quantiles" => estimator.k_quantiles = parse_number(&key, &value)?,
@@ -122,9 +126,36 @@ async fn run_fit(settings: FitSettings) -> crate::Result<Summary> {
     let summary = Summary::new(&report);
     // A table has no place for warnings, so they go to the log, as `rose fit` prints them.
     for warning in &summary.warnings {
-        tracing::warn!("rose_fit({}): {warning}", settings.data.dir.display());
+        tracing::warn!(
+            "rose_fit({}): {}",
+            settings.data.dir.display(),
+            sql_option_names(warning)
+        );
     }
     Ok(summary)
+}
+
+/// Rewrites the command-line flags that messages of the shared fitting code suggest into
+/// the options of `rose_fit`, so that a SQL user is told what to write in SQL.
+fn sql_option_names(message: &str) -> String {
+    const NAMES: [(&str, &str); 11] = [
+        ("invalid --", "invalid option "),
+        (" or --features-file", ""),
+        ("--features", "features=..."),
+        ("--estimator ", "estimator="),
+        ("--central", "central=ID"),
+        ("--drop-missing", "drop_missing=true"),
+        ("--max-iterations", "max_iterations"),
+        ("--machine-column", "machine_column"),
+        ("--quantiles", "k"),
+        ("--iterations", "iterations"),
+        ("--confidence", "confidence"),
+    ];
+    NAMES
+        .iter()
+        .fold(message.to_string(), |text, (flag, option)| {
+            text.replace(flag, option)
+        })
 }
 
 /// Schema of the coefficient table.
@@ -165,8 +196,10 @@ impl TableFunctionImpl for RoseFitFunction {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
             DataFusionError::Execution(format!("{NAME} needs a multi-threaded tokio runtime"))
         })?;
-        let summary = tokio::task::block_in_place(|| handle.block_on(run_fit(settings)))
-            .map_err(|e| DataFusionError::Execution(format!("{NAME}: {e}")))?;
+        let summary =
+            tokio::task::block_in_place(|| handle.block_on(run_fit(settings))).map_err(|e| {
+                DataFusionError::Execution(format!("{NAME}: {}", sql_option_names(&e.to_string())))
+            })?;
 
         let column = |f: fn(&crate::report::Coefficient) -> f64| -> ArrayRef {
             Arc::new(Float64Array::from_iter_values(

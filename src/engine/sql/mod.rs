@@ -105,7 +105,8 @@ impl Default for ModelOptions {
 
 /// Splits `key=value` pairs separated by commas.
 pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
-    text.split(',')
+    let pairs: Vec<(String, String)> = text
+        .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|pair| {
@@ -118,7 +119,14 @@ pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
                 })
                 .ok_or_else(|| format!("option '{pair}' is not of the form key=value"))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // A repeated key is almost always a mistake, and which value wins would be a guess.
+    for (i, (key, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(k, _)| k == key) {
+            return Err(format!("option '{key}' is given twice: keep one"));
+        }
+    }
+    Ok(pairs)
 }
 
 pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
