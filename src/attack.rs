@@ -164,17 +164,31 @@ impl FromStr for Attack {
     }
 }
 
+/// A parameter as the user would write it: `1e300` rather than its 301 digits.
+struct Compact(f64);
+
+impl fmt::Display for Compact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let magnitude = self.0.abs();
+        if magnitude.is_finite() && magnitude != 0.0 && !(1e-4..1e6).contains(&magnitude) {
+            write!(f, "{:e}", self.0)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
 impl fmt::Display for Attack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Attack::Scale(c) => write!(f, "scale:{c}"),
-            Attack::Gaussian(sd) => write!(f, "gaussian:{sd}"),
+            Attack::Scale(c) => write!(f, "scale:{}", Compact(*c)),
+            Attack::Gaussian(sd) => write!(f, "gaussian:{}", Compact(*sd)),
             Attack::Nan => f.write_str("nan"),
             Attack::Infinity => f.write_str("inf"),
             Attack::Huge => f.write_str("huge"),
             Attack::Alie(None) => f.write_str("alie"),
-            Attack::Alie(Some(z)) => write!(f, "alie:{z}"),
-            Attack::Ipm(eps) => write!(f, "ipm:{eps}"),
+            Attack::Alie(Some(z)) => write!(f, "alie:{}", Compact(*z)),
+            Attack::Ipm(eps) => write!(f, "ipm:{}", Compact(*eps)),
         }
     }
 }
@@ -258,6 +272,20 @@ mod tests {
         }
         for bad in ["scale:x", "flip", "gaussian", "scale:inf", ""] {
             assert!(bad.parse::<Attack>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn labels_are_short_and_parse_back() {
+        for (written, label) in [
+            ("gaussian:1e300", "gaussian:1e300"),
+            ("scale:-3", "scale:-3"),
+            ("ipm:0.00001", "ipm:1e-5"),
+            ("alie:2.5", "alie:2.5"),
+        ] {
+            let attack: Attack = written.parse().unwrap();
+            assert_eq!(attack.to_string(), label);
+            assert_eq!(label.parse::<Attack>().unwrap(), attack);
         }
     }
 }

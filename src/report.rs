@@ -282,8 +282,10 @@ impl Summary {
                 m.rows,
                 if m.converged { "yes" } else { "no" },
                 m.iterations,
-                if m.usable {
+                if m.usable && m.max_abs_z.abs() < 1e5 {
                     format!("{:.2}", m.max_abs_z)
+                } else if m.usable {
+                    format!("{:.2e}", m.max_abs_z)
                 } else {
                     "-".to_string()
                 },

@@ -66,6 +66,28 @@ fn every_attack_is_outvoted_at_twenty_percent() {
 }
 
 #[test]
+fn huge_attack_values_print_compactly() {
+    let out = rose(&[
+        "fit",
+        "data/logistic-m11",
+        "--no-intercept",
+        "--byzantine-machines",
+        "01,02",
+        "--attack",
+        "gaussian:1e300",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("gaussian:1e300"), "{text}");
+    let longest = text.split_whitespace().map(str::len).max().unwrap_or(0);
+    assert!(longest < 40, "a number printed in full:\n{text}");
+}
+
+#[test]
 fn byzantine_choice_follows_the_seed() {
     let chosen = |seed: &str| -> Vec<String> {
         let fit = fit_json(&[
