@@ -128,6 +128,11 @@ pub struct EstimatorOptions {
     pub iterations: usize,
     /// Seed of the random attacks.
     pub seed: u64,
+    /// `rose` only: scale the VRMOL start with the central machine's sandwich variances at
+    /// its own estimate θ̂₁ (those of its local fit) instead of eq. (5), which evaluates the
+    /// sandwich at the median θ̂_med. This departs from Algorithm 1; the experiment harness
+    /// offers it to isolate which scale the paper's tables follow.
+    pub start_scale_at_local_fit: bool,
 }
 
 impl EstimatorOptions {
@@ -143,6 +148,7 @@ impl EstimatorOptions {
             attack: None,
             iterations: 10,
             seed: 0,
+            start_scale_at_local_fit: false,
         }
     }
 }
@@ -461,6 +467,13 @@ pub async fn estimate<S: DerivativeSource>(
             let start = match options.estimator {
                 Estimator::OneStep => theta_avg.clone(),
                 Estimator::RoseMed => theta_median.clone(),
+                Estimator::Rose if options.start_scale_at_local_fit => {
+                    let own = &fits[options.central];
+                    if !own.is_usable() {
+                        return Err(no_central_rows(ids, options.central));
+                    }
+                    vrmol_theta(&own.variance.iter().map(|v| v.sqrt()).collect::<Vec<_>>())
+                }
                 Estimator::Rose => vrmol_theta(&central_scale().await?),
                 _ => vrmol_theta(&variance_median.iter().map(|v| v.sqrt()).collect::<Vec<_>>()),
             };

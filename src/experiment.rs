@@ -27,6 +27,8 @@ pub struct Method {
     pub estimator: Estimator,
     /// Iterate reported by `csl` and `vrmom`.
     pub iterations: usize,
+    /// Sets [`EstimatorOptions::start_scale_at_local_fit`].
+    pub start_scale_at_local_fit: bool,
 }
 
 const fn method(name: &'static str, estimator: Estimator, iterations: usize) -> Method {
@@ -34,8 +36,19 @@ const fn method(name: &'static str, estimator: Estimator, iterations: usize) -> 
         name,
         estimator,
         iterations,
+        start_scale_at_local_fit: false,
     }
 }
+
+/// Methods run only when named with `--methods`, to isolate causes of differences from
+/// the paper. `rose-local` is `rose` with the VRMOL start scaled by the central machine's
+/// variances at its own estimate rather than at the median (eq. 5).
+const DIAGNOSTIC: [Method; 1] = [Method {
+    name: "rose-local",
+    estimator: Estimator::Rose,
+    iterations: 0,
+    start_scale_at_local_fit: true,
+}];
 
 /// Methods of Tables 2 and 3. The paper does not report `rose-rv` there. It is listed
 /// because it differs from `rose` only in its scales, the median of every machine's
@@ -69,6 +82,8 @@ pub struct TableSpec {
     pub family: Family,
     /// Methods compared.
     pub methods: Vec<Method>,
+    /// Further methods that run only on request.
+    pub diagnostic_methods: Vec<Method>,
     /// Default Byzantine fractions α.
     pub alphas: Vec<f64>,
     /// Attack on the statistics sent by Byzantine machines, if any.
@@ -92,6 +107,7 @@ impl TableSpec {
             number,
             family,
             methods: NORMAL_CENTRAL.to_vec(),
+            diagnostic_methods: DIAGNOSTIC.to_vec(),
             alphas: vec![0.0, 0.1, 0.2],
             statistic_attack,
             data_attack,
@@ -101,6 +117,7 @@ impl TableSpec {
             number,
             family,
             methods: BYZANTINE_CENTRAL.to_vec(),
+            diagnostic_methods: DIAGNOSTIC.to_vec(),
             alphas: vec![0.1, 0.2],
             statistic_attack: None,
             data_attack: Some(data_attack),
@@ -277,19 +294,23 @@ fn replicate(spec: &TableSpec, grid: &Grid, m: usize, n: usize, replication: usi
         let ids: Vec<String> = (0..m).map(|j| format!("{j:03}")).collect();
         // Iterative methods share one run per estimator: csl3 and csl10 are two iterates
         // of the same path.
-        let mut runs: Vec<(Estimator, Option<crate::estimator::Estimation>)> = Vec::new();
+        let same_run = |a: &Method, b: &Method| {
+            a.estimator == b.estimator && a.start_scale_at_local_fit == b.start_scale_at_local_fit
+        };
+        let mut runs: Vec<(Method, Option<crate::estimator::Estimation>)> = Vec::new();
         for method in &spec.methods {
-            if runs.iter().any(|(e, _)| *e == method.estimator) {
+            if runs.iter().any(|(m, _)| same_run(m, method)) {
                 continue;
             }
             let iterations = spec
                 .methods
                 .iter()
-                .filter(|m| m.estimator == method.estimator)
+                .filter(|m| same_run(m, method))
                 .map(|m| m.iterations)
                 .max()
                 .unwrap_or(0);
             let mut options = EstimatorOptions::new(method.estimator);
+            options.start_scale_at_local_fit = method.start_scale_at_local_fit;
             options.k_quantiles = grid.k_quantiles;
             options.iterations = iterations.max(1);
             if let Some(attack) = spec.statistic_attack {
@@ -298,12 +319,12 @@ fn replicate(spec: &TableSpec, grid: &Grid, m: usize, n: usize, replication: usi
             }
             let result =
                 futures::executor::block_on(estimate(&options, &ids, fits.clone(), &source));
-            runs.push((method.estimator, result.ok()));
+            runs.push((*method, result.ok()));
         }
         for method in &spec.methods {
             let run = runs
                 .iter()
-                .find(|(e, _)| *e == method.estimator)
+                .find(|(m, _)| same_run(m, method))
                 .and_then(|(_, r)| r.as_ref());
             let (error, diverged) = match run {
                 None => (f64::NAN, false),

@@ -344,6 +344,49 @@ fn experiment_writes_markdown_and_csv() {
 }
 
 #[test]
+fn experiment_runs_the_diagnostic_method_on_request() {
+    let out = rose(&[
+        "experiment",
+        "--table",
+        "3",
+        "--machines",
+        "11",
+        "--rows",
+        "200",
+        "--alpha",
+        "0.2",
+        "--replications",
+        "3",
+        "--methods",
+        "rose,rose-local",
+        "--csv",
+        "/dev/stdout",
+        "-q",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let errors = |method: &str| -> Vec<f64> {
+        text.lines()
+            .filter(|l| l.contains(&format!(",{method},")))
+            .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let (rose, local) = (errors("rose"), errors("rose-local"));
+    assert_eq!((rose.len(), local.len()), (3, 3), "{text}");
+    // Only the scale of the start differs, so the errors are close but not equal.
+    for (a, b) in rose.iter().zip(&local) {
+        assert!(
+            a != b && (a - b).abs() < 0.5 * a,
+            "rose {a}, rose-local {b}"
+        );
+    }
+}
+
+#[test]
 fn experiment_rejects_unknown_and_repeated_methods() {
     let unknown = command_error("experiment", &["--table", "4", "--methods", "rose,avg"]);
     assert!(

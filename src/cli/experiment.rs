@@ -37,7 +37,8 @@ pub struct ExperimentArgs {
     alpha: Option<Vec<f64>>,
 
     /// Methods to run, comma separated, by their names in the table (for example
-    /// rose,rose-rv) [default: all of the table's].
+    /// rose,rose-rv), or rose-local, which runs only on request [default: all of the
+    /// table's].
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
 
@@ -135,7 +136,13 @@ pub fn run_experiment(args: ExperimentArgs) -> Result<()> {
 /// The table's methods named in `names`, in the table's order. Each replication draws its
 /// data from its own seed, so a method's errors do not depend on which others run.
 fn select_methods(spec: &TableSpec, names: &[String]) -> Result<Vec<Method>> {
-    let known: Vec<&str> = spec.methods.iter().map(|m| m.name).collect();
+    let available: Vec<Method> = spec
+        .methods
+        .iter()
+        .chain(&spec.diagnostic_methods)
+        .copied()
+        .collect();
+    let known: Vec<&str> = available.iter().map(|m| m.name).collect();
     let mut seen: Vec<&str> = Vec::new();
     for name in names {
         if !known.contains(&name.as_str()) {
@@ -156,11 +163,9 @@ fn select_methods(spec: &TableSpec, names: &[String]) -> Result<Vec<Method>> {
         }
         seen.push(name);
     }
-    Ok(spec
-        .methods
-        .iter()
+    Ok(available
+        .into_iter()
         .filter(|m| seen.contains(&m.name))
-        .copied()
         .collect())
 }
 

@@ -284,6 +284,7 @@ pub async fn run_fit(args: FitArgs) -> Result<()> {
         attack: args.attack,
         iterations: args.iterations,
         seed: args.seed,
+        start_scale_at_local_fit: false,
     };
     if args.attack.is_some() && options.byzantine.is_empty() {
         return Err(RoseError::option(
