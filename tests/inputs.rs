@@ -405,6 +405,14 @@ fn majority_injection_is_refused() {
     assert!(err.contains("3 of 5 machines would be Byzantine"), "{err}");
     let err = fit_error(&[&input("layout-flat"), "--attack", "nan"]);
     assert!(err.contains("no machine is Byzantine"), "{err}");
+    let err = fit_error(&[
+        &input("layout-flat"),
+        "--byzantine-machines",
+        "m1, m1",
+        "--attack",
+        "nan",
+    ]);
+    assert!(err.contains("machine 'm1' is named twice"), "{err}");
 }
 
 #[test]

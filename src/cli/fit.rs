@@ -271,6 +271,15 @@ pub async fn run_fit(args: FitArgs) -> Result<()> {
             None => Vec::new(),
         },
     };
+    if let Some(i) = (0..byzantine.len()).find(|&i| byzantine[..i].contains(&byzantine[i])) {
+        return Err(RoseError::option(
+            "--byzantine-machines",
+            format!(
+                "machine '{}' is named twice; list each machine once",
+                dataset.machine_ids()[byzantine[i]]
+            ),
+        ));
+    }
     if args.byzantine_central && !byzantine.contains(&central) {
         byzantine.push(central);
         byzantine.sort_unstable();
