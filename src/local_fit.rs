@@ -229,10 +229,13 @@ fn fit_local_tracking(
             {
                 format!("; the response is {first} on every row, so the likelihood has no maximum")
             }
-            Family::Logistic => "; raise --max-iterations, or check whether the features \
-                                 perfectly separate the response"
+            Family::Logistic => "; raise the iteration limit (--max-iterations, max_iterations \
+                                 in SQL), or check whether the features perfectly separate the \
+                                 response"
                 .to_string(),
-            _ => "; raise --max-iterations".to_string(),
+            _ => {
+                "; raise the iteration limit (--max-iterations, max_iterations in SQL)".to_string()
+            }
         };
         return LocalFit::failed(
             n,

@@ -201,7 +201,28 @@ fn bad_calls_name_function_and_argument() {
             "SELECT rose_local_fit('logistic', y, x1, 'intercept=true,Intercept=false') FROM t",
             "option 'intercept' is given twice",
         ),
+        (
+            "SELECT * FROM rose_fit('data/logistic-m11', 'logistic', 'y', 'k=0')",
+            "invalid option k: K = 0 is out of range",
+        ),
+        (
+            "SELECT * FROM rose_fit('data/logistic-m11', 'logistic', 'y', 'tolerance=-1')",
+            "option tolerance=-1: use a positive number below 0.01",
+        ),
+        (
+            "SELECT * FROM rose_fit('data/logistic-m11', 'logistic', 'y', 'partitions=0')",
+            "option partitions=0: use at least 1",
+        ),
+        (
+            "SELECT rose_local_fit('logistic', y, x1, 'max_iterations=0') FROM t",
+            "option max_iterations=0: use at least 1",
+        ),
         // Hints name the SQL option, not the command-line flag.
+        (
+            "SELECT * FROM rose_fit('tests/data/inputs/null-feature', 'logistic', 'y')",
+            "contains a null value; remove or impute such rows, or skip them with \
+             drop_missing=true",
+        ),
         (
             "SELECT * FROM rose_fit('tests/data/inputs/one-separated', 'logistic', 'y', \
              'estimator=csl,central=m5')",

@@ -10,7 +10,7 @@ use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr;
 
-use super::{DfResult, parse_bool, parse_number, parse_pairs};
+use super::{DfResult, check_newton, parse_bool, parse_number, parse_pairs};
 use crate::engine::{DataOptions, Dataset};
 use crate::estimator::{Estimator, EstimatorOptions};
 use crate::family::Family;
@@ -102,12 +102,16 @@ fn parse_settings(
             }
             other => {
                 return Err(format!(
-                    "unknown option '{other}': expected estimator, k, confidence, iterations, intercept, \
+                    "unknown option '{other}': expected estimator, k (or quantiles), confidence, iterations, intercept, \
                      features, machine_column, central, drop_missing, tolerance, max_iterations, keep_diverged or \
                      partitions"
                 ));
             }
         }
+    }
+    check_newton(&data.newton)?;
+    if data.target_partitions == Some(0) {
+        return Err("option partitions=0: use at least 1".to_string());
     }
     Ok(FitSettings {
         data,
@@ -136,10 +140,14 @@ async fn run_fit(settings: FitSettings) -> crate::Result<Summary> {
 }
 
 /// Rewrites the command-line flags that messages of the shared fitting code suggest into
-/// the options of `rose_fit`, so that a SQL user is told what to write in SQL.
+/// the options of `rose_fit`, so that the message names what a SQL user writes.
 fn sql_option_names(message: &str) -> String {
     const NAMES: [(&str, &str); 11] = [
-        ("invalid --", "invalid option "),
+        (
+            "--drop-missing (drop_missing=true in SQL)",
+            "drop_missing=true",
+        ),
+        ("--max-iterations (max_iterations in SQL)", "max_iterations"),
         (" or --features-file", ""),
         ("--features", "features=..."),
         ("--estimator ", "estimator="),
@@ -147,7 +155,6 @@ fn sql_option_names(message: &str) -> String {
         ("--drop-missing", "drop_missing=true"),
         ("--max-iterations", "max_iterations"),
         ("--machine-column", "machine_column"),
-        ("--quantiles", "k"),
         ("--iterations", "iterations"),
         ("--confidence", "confidence"),
     ];
@@ -156,6 +163,30 @@ fn sql_option_names(message: &str) -> String {
         .fold(message.to_string(), |text, (flag, option)| {
             text.replace(flag, option)
         })
+}
+
+/// Returns the `rose_fit` option that sets what the command-line flag `flag` sets.
+fn sql_option(flag: &str) -> &str {
+    match flag {
+        "--quantiles" => "k",
+        "--features" | "--features-file" => "features",
+        "--drop-missing" => "drop_missing",
+        "--max-iterations" => "max_iterations",
+        "--machine-column" => "machine_column",
+        other => other.trim_start_matches("--"),
+    }
+}
+
+/// Formats an error of the shared fitting code in `rose_fit`'s terms.
+fn sql_error_message(error: &crate::RoseError) -> String {
+    match error {
+        crate::RoseError::InvalidOption { option, message } => format!(
+            "invalid option {}: {}",
+            sql_option(option),
+            sql_option_names(message)
+        ),
+        other => sql_option_names(&other.to_string()),
+    }
 }
 
 /// Schema of the coefficient table.
@@ -198,7 +229,7 @@ impl TableFunctionImpl for RoseFitFunction {
         })?;
         let summary =
             tokio::task::block_in_place(|| handle.block_on(run_fit(settings))).map_err(|e| {
-                DataFusionError::Execution(format!("{NAME}: {}", sql_option_names(&e.to_string())))
+                DataFusionError::Execution(format!("{NAME}: {}", sql_error_message(&e)))
             })?;
 
         let column = |f: fn(&crate::report::Coefficient) -> f64| -> ArrayRef {

@@ -143,6 +143,21 @@ pub(crate) fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> Resu
         .map_err(|_| format!("option {key}={value}: expected a number"))
 }
 
+/// Checks the Newton settings as `rose fit` does: a tolerance in (0, 0.01) and at least one
+/// iteration.
+pub(crate) fn check_newton(newton: &NewtonOptions) -> Result<(), String> {
+    if !(newton.tolerance > 0.0 && newton.tolerance < 1e-2) {
+        return Err(format!(
+            "option tolerance={}: use a positive number below 0.01, e.g. 1e-10",
+            newton.tolerance
+        ));
+    }
+    if newton.max_iterations == 0 {
+        return Err("option max_iterations=0: use at least 1".to_string());
+    }
+    Ok(())
+}
+
 impl ModelOptions {
     pub(crate) fn parse(text: &str) -> Result<ModelOptions, String> {
         let mut options = ModelOptions::default();
@@ -161,6 +176,7 @@ impl ModelOptions {
                 }
             }
         }
+        check_newton(&options.newton)?;
         Ok(options)
     }
 }
