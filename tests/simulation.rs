@@ -387,6 +387,17 @@ fn experiment_runs_the_diagnostic_method_on_request() {
 }
 
 #[test]
+fn experiment_rejects_grid_options_for_other_tables() {
+    let err = command_error("experiment", &["--table", "1", "--machines", "11"]);
+    assert!(
+        err.contains("--machines") && err.contains("Table 1 is computed in closed form"),
+        "{err}"
+    );
+    let err = command_error("experiment", &["--table", "8", "--replications", "5"]);
+    assert!(err.contains("run rose mnist"), "{err}");
+}
+
+#[test]
 fn experiment_rejects_unknown_and_repeated_methods() {
     let unknown = command_error("experiment", &["--table", "4", "--methods", "rose,avg"]);
     assert!(

@@ -14,6 +14,9 @@ use rose::aggregate::QuantileLevels;
 use rose::experiment::{Grid, Method, Record, TableSpec, job_count, run, summarise};
 use rose::{Result, RoseError};
 
+const DEFAULT_REPLICATIONS: usize = 100;
+const DEFAULT_SEED: u64 = 20_240_611;
+
 #[derive(Args)]
 pub struct ExperimentArgs {
     /// Table of the paper to regenerate, 1 to 9 (8 and 9 run the MNIST study).
@@ -21,7 +24,7 @@ pub struct ExperimentArgs {
     table: u8,
 
     /// Replications per cell.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = DEFAULT_REPLICATIONS)]
     replications: usize,
 
     /// Machine counts m to run, comma separated [default: 11,31,101].
@@ -43,7 +46,7 @@ pub struct ExperimentArgs {
     methods: Option<Vec<String>>,
 
     /// Seed of the whole run.
-    #[arg(long, default_value_t = 20_240_611)]
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
 
     /// Write one CSV row per replication, method and cell to this file.
@@ -64,6 +67,9 @@ pub struct ExperimentArgs {
 }
 
 pub fn run_experiment(args: ExperimentArgs) -> Result<()> {
+    if matches!(args.table, 1 | 8 | 9) {
+        reject_grid_options(&args)?;
+    }
     if args.table == 1 {
         print!("{}", table_1(&args.paper));
         return Ok(());
@@ -133,7 +139,37 @@ pub fn run_experiment(args: ExperimentArgs) -> Result<()> {
     Ok(())
 }
 
-/// The table's methods named in `names`, in the table's order. Each replication draws its
+/// Rejects the simulation grid's options for Table 1, which is computed in closed form,
+/// and for Tables 8 and 9, which run the MNIST study with its own options.
+fn reject_grid_options(args: &ExperimentArgs) -> Result<()> {
+    let set_options = [
+        ("--machines", args.machines.is_some()),
+        ("--rows", args.rows.is_some()),
+        ("--alpha", args.alpha.is_some()),
+        ("--methods", args.methods.is_some()),
+        ("--csv", args.csv.is_some()),
+        ("--threads", args.threads.is_some()),
+        ("--replications", args.replications != DEFAULT_REPLICATIONS),
+        ("--seed", args.seed != DEFAULT_SEED),
+    ];
+    match set_options.iter().find(|(_, set)| *set) {
+        Some((flag, _)) => Err(RoseError::option(
+            flag,
+            format!(
+                "does not apply to table {}: {}",
+                args.table,
+                if args.table == 1 {
+                    "Table 1 is computed in closed form"
+                } else {
+                    "Tables 8 and 9 are the MNIST study; run rose mnist to set its options"
+                }
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Selects the methods named in `names`, in the table's order. Each replication draws its
 /// data from its own seed, so a method's errors do not depend on which others run.
 fn select_methods(spec: &TableSpec, names: &[String]) -> Result<Vec<Method>> {
     let available: Vec<Method> = spec
