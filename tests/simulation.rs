@@ -406,8 +406,10 @@ fn experiment_rejects_unknown_and_repeated_methods() {
             && unknown.contains("rose-rv, rose, vrmom3, vrmom10"),
         "{unknown}"
     );
-    let repeated = command_error("experiment", &["--table", "2", "--methods", "rose,rose"]);
+    let repeated = command_error("experiment", &["--table", "2", "--methods", "rose, rose"]);
     assert!(repeated.contains("'rose' is named twice"), "{repeated}");
+    let empty = command_error("experiment", &["--table", "2", "--methods", ""]);
+    assert!(empty.contains("a method name is empty"), "{empty}");
 }
 
 #[test]

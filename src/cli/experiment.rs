@@ -180,8 +180,14 @@ fn select_methods(spec: &TableSpec, names: &[String]) -> Result<Vec<Method>> {
         .collect();
     let known: Vec<&str> = available.iter().map(|m| m.name).collect();
     let mut seen: Vec<&str> = Vec::new();
-    for name in names {
-        if !known.contains(&name.as_str()) {
+    for name in names.iter().map(|n| n.trim()) {
+        if name.is_empty() {
+            return Err(RoseError::option(
+                "--methods",
+                format!("a method name is empty: use some of {}", known.join(", ")),
+            ));
+        }
+        if !known.contains(&name) {
             return Err(RoseError::option(
                 "--methods",
                 format!(
@@ -191,7 +197,7 @@ fn select_methods(spec: &TableSpec, names: &[String]) -> Result<Vec<Method>> {
                 ),
             ));
         }
-        if seen.contains(&name.as_str()) {
+        if seen.contains(&name) {
             return Err(RoseError::option(
                 "--methods",
                 format!("'{name}' is named twice"),
