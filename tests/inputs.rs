@@ -451,6 +451,9 @@ fn unusable_central_machine_warns() {
         "{warnings}"
     );
     assert!(warnings.contains("--estimator rose-rv"), "{warnings}");
+    // Spaces around the machine id, as a shell variable may leave them, are ignored.
+    let spaced = fit_json(&["tests/data/inputs/one-separated", "--central", " m5 "]);
+    assert_eq!(spaced["central_machine"], "m5");
     let clean = fit_json(&["tests/data/inputs/one-separated"]);
     assert!(
         !clean["warnings"].to_string().contains("central machine"),

@@ -206,6 +206,10 @@ fn bad_calls_name_function_and_argument() {
             "invalid option k: K = 0 is out of range",
         ),
         (
+            "SELECT * FROM rose_fit('data/logistic-m11', 'logistic', 'y', 'k=5.0')",
+            "option k=5.0: expected a whole number such as 10",
+        ),
+        (
             "SELECT * FROM rose_fit('data/logistic-m11', 'logistic', 'y', 'tolerance=-1')",
             "option tolerance=-1: use a positive number below 0.01",
         ),

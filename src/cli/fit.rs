@@ -236,7 +236,7 @@ pub async fn run_fit(args: FitArgs) -> Result<()> {
 
     let dataset = Dataset::open(&data).await?;
     let central = match &args.central {
-        Some(id) => dataset.machine_index(id)?,
+        Some(id) => dataset.machine_index(id.trim())?,
         None => 0,
     };
     let m = dataset.machine_ids().len();

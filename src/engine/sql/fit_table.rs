@@ -10,7 +10,7 @@ use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::Expr;
 
-use super::{DfResult, check_newton, parse_bool, parse_number, parse_pairs};
+use super::{DfResult, check_newton, parse_bool, parse_count, parse_number, parse_pairs};
 use crate::engine::{DataOptions, Dataset};
 use crate::estimator::{Estimator, EstimatorOptions};
 use crate::family::Family;
@@ -80,15 +80,15 @@ fn parse_settings(
     for (key, value) in pairs {
         match key.as_str() {
             "estimator" => estimator.estimator = value.parse()?,
-            "k" | "quantiles" => estimator.k_quantiles = parse_number(&key, &value)?,
+            "k" | "quantiles" => estimator.k_quantiles = parse_count(&key, &value)?,
             "confidence" => estimator.confidence = parse_number(&key, &value)?,
-            "iterations" => estimator.iterations = parse_number(&key, &value)?,
+            "iterations" => estimator.iterations = parse_count(&key, &value)?,
             "intercept" => data.intercept = parse_bool(&key, &value)?,
             "drop_missing" => data.drop_missing = parse_bool(&key, &value)?,
             "tolerance" => data.newton.tolerance = parse_number(&key, &value)?,
-            "max_iterations" => data.newton.max_iterations = parse_number(&key, &value)?,
+            "max_iterations" => data.newton.max_iterations = parse_count(&key, &value)?,
             "keep_diverged" => data.newton.keep_diverged = parse_bool(&key, &value)?,
-            "partitions" => data.target_partitions = Some(parse_number(&key, &value)?),
+            "partitions" => data.target_partitions = Some(parse_count(&key, &value)?),
             "machine_column" => data.machine_column = Some(value),
             "central" => central = Some(value),
             "features" => {

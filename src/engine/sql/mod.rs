@@ -137,6 +137,12 @@ pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
     }
 }
 
+pub(crate) fn parse_count<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("option {key}={value}: expected a whole number such as 10"))
+}
+
 pub(crate) fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
     value
         .parse()
@@ -166,7 +172,7 @@ impl ModelOptions {
                 "intercept" => options.intercept = parse_bool(&key, &value)?,
                 "drop_missing" => options.drop_missing = parse_bool(&key, &value)?,
                 "tolerance" => options.newton.tolerance = parse_number(&key, &value)?,
-                "max_iterations" => options.newton.max_iterations = parse_number(&key, &value)?,
+                "max_iterations" => options.newton.max_iterations = parse_count(&key, &value)?,
                 "keep_diverged" => options.newton.keep_diverged = parse_bool(&key, &value)?,
                 other => {
                     return Err(format!(
