@@ -165,9 +165,9 @@ impl FromStr for Attack {
 }
 
 /// A parameter as the user would write it: `1e300` rather than its 301 digits.
-struct Compact(f64);
+struct CompactNumber(f64);
 
-impl fmt::Display for Compact {
+impl fmt::Display for CompactNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let magnitude = self.0.abs();
         if magnitude.is_finite() && magnitude != 0.0 && !(1e-4..1e6).contains(&magnitude) {
@@ -181,14 +181,14 @@ impl fmt::Display for Compact {
 impl fmt::Display for Attack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Attack::Scale(c) => write!(f, "scale:{}", Compact(*c)),
-            Attack::Gaussian(sd) => write!(f, "gaussian:{}", Compact(*sd)),
+            Attack::Scale(c) => write!(f, "scale:{}", CompactNumber(*c)),
+            Attack::Gaussian(sd) => write!(f, "gaussian:{}", CompactNumber(*sd)),
             Attack::Nan => f.write_str("nan"),
             Attack::Infinity => f.write_str("inf"),
             Attack::Huge => f.write_str("huge"),
             Attack::Alie(None) => f.write_str("alie"),
-            Attack::Alie(Some(z)) => write!(f, "alie:{}", Compact(*z)),
-            Attack::Ipm(eps) => write!(f, "ipm:{}", Compact(*eps)),
+            Attack::Alie(Some(z)) => write!(f, "alie:{}", CompactNumber(*z)),
+            Attack::Ipm(eps) => write!(f, "ipm:{}", CompactNumber(*eps)),
         }
     }
 }
@@ -276,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn labels_are_short_and_parse_back() {
+    fn attack_labels_parse_back() {
         for (written, label) in [
             ("gaussian:1e300", "gaussian:1e300"),
             ("scale:-3", "scale:-3"),

@@ -128,10 +128,10 @@ pub struct EstimatorOptions {
     pub iterations: usize,
     /// Seed of the random attacks.
     pub seed: u64,
-    /// `rose` only: scale the VRMOL start with the central machine's sandwich variances at
-    /// its own estimate θ̂₁ (those of its local fit) instead of eq. (5), which evaluates the
-    /// sandwich at the median θ̂_med. This departs from Algorithm 1; the experiment harness
-    /// offers it to isolate which scale the paper's tables follow.
+    /// Switch, for `rose` only, that scales the VRMOL start with the central machine's
+    /// sandwich variances at its own estimate θ̂₁ (those of its local fit). Eq. (5) evaluates
+    /// the sandwich at the median θ̂_med instead, so this departs from Algorithm 1. The
+    /// experiment harness offers it only to isolate which scale the paper's tables follow.
     pub start_scale_at_local_fit: bool,
 }
 
@@ -468,11 +468,12 @@ pub async fn estimate<S: DerivativeSource>(
                 Estimator::OneStep => theta_avg.clone(),
                 Estimator::RoseMed => theta_median.clone(),
                 Estimator::Rose if options.start_scale_at_local_fit => {
-                    let own = &fits[options.central];
-                    if !own.is_usable() {
+                    let central_fit = &fits[options.central];
+                    if !central_fit.is_usable() {
                         return Err(no_central_rows(ids, options.central));
                     }
-                    vrmol_theta(&own.variance.iter().map(|v| v.sqrt()).collect::<Vec<_>>())
+                    let scale: Vec<f64> = central_fit.variance.iter().map(|v| v.sqrt()).collect();
+                    vrmol_theta(&scale)
                 }
                 Estimator::Rose => vrmol_theta(&central_scale().await?),
                 _ => vrmol_theta(&variance_median.iter().map(|v| v.sqrt()).collect::<Vec<_>>()),

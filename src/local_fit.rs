@@ -369,13 +369,12 @@ mod tests {
         assert!(fit.iterations <= 2);
     }
 
-    #[test]
-    fn separated_logistic_data_fail_cleanly() {
-        let x = [1.0, -2.0, 1.0, -1.0, 1.0, 1.0, 1.0, 2.0];
-        let y = [0.0, 0.0, 1.0, 1.0];
+    /// Fits an intercept and a slope to `x` (row-major pairs) and `y`, and checks that the
+    /// fit fails as separated.
+    fn assert_separated(x: &[f64], y: &[f64]) {
         let fit = fit_local(
             Family::Logistic,
-            Rows { x: &x, y: &y },
+            Rows { x, y },
             2,
             &NewtonOptions::default(),
         );
@@ -383,20 +382,22 @@ mod tests {
         assert!(fit.failure.unwrap().contains("separat"));
     }
 
+    #[test]
+    fn separated_logistic_data_fail_cleanly() {
+        assert_separated(
+            &[1.0, -2.0, 1.0, -1.0, 1.0, 1.0, 1.0, 2.0],
+            &[0.0, 0.0, 1.0, 1.0],
+        );
+    }
+
     /// Quasi-complete separation: x ≤ 0 gives y = 0 and x ≥ 0 gives y = 1, with both
     /// labels only at x = 0, so the slope's likelihood rises without bound.
     #[test]
     fn quasi_separated_logistic_data_fail_cleanly() {
-        let x = [1.0, -2.0, 1.0, -1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 2.0];
-        let y = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0];
-        let fit = fit_local(
-            Family::Logistic,
-            Rows { x: &x, y: &y },
-            2,
-            &NewtonOptions::default(),
+        assert_separated(
+            &[1.0, -2.0, 1.0, -1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 2.0],
+            &[0.0, 0.0, 0.0, 1.0, 1.0, 1.0],
         );
-        assert!(!fit.is_usable());
-        assert!(fit.failure.unwrap().contains("separat"));
     }
 
     /// Overlapping labels with a wide feature: the maximum exists although most fitted

@@ -263,12 +263,24 @@ fn experiment_table_1_matches_paper() {
     }
 }
 
+/// Runs `rose experiment` with `args`, checks that it succeeds and returns its output.
+fn experiment_output(args: &[&str]) -> String {
+    let mut all = vec!["experiment"];
+    all.extend_from_slice(args);
+    let out = rose(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn experiment_writes_markdown_and_csv() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("t2.csv");
-    let out = rose(&[
-        "experiment",
+    let grid = [
         "--table",
         "2",
         "--machines",
@@ -277,16 +289,11 @@ fn experiment_writes_markdown_and_csv() {
         "200",
         "--replications",
         "2",
-        "--csv",
-        csv.to_str().unwrap(),
         "-q",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    ];
+    let mut args = grid.to_vec();
+    args.extend(["--csv", csv.to_str().unwrap()]);
+    let text = experiment_output(&args);
     assert!(text.contains("| m = 11 | α | n = 200 |"), "{text}");
     assert!(
         text.contains("paper 0.4602 (0.0688)"),
@@ -305,29 +312,16 @@ fn experiment_writes_markdown_and_csv() {
     assert_eq!(lines.len() - 1, 54);
     assert!(lines[1].starts_with("2,logistic,11,200,0.00,avg,0,"));
 
-    // A subset of the methods sees the same draws, so its rows are those of the full run.
+    // A subset of the methods draws the same data, so its rows are those of the full run.
     let subset_csv = dir.path().join("subset.csv");
-    let out = rose(&[
-        "experiment",
-        "--table",
-        "2",
-        "--machines",
-        "11",
-        "--rows",
-        "200",
-        "--replications",
-        "2",
+    let mut args = grid.to_vec();
+    args.extend([
         "--methods",
         "rose-rv,rose",
         "--csv",
         subset_csv.to_str().unwrap(),
-        "-q",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    experiment_output(&args);
     let subset: Vec<String> = std::fs::read_to_string(&subset_csv)
         .unwrap()
         .lines()
@@ -344,9 +338,8 @@ fn experiment_writes_markdown_and_csv() {
 }
 
 #[test]
-fn experiment_runs_the_diagnostic_method_on_request() {
-    let out = rose(&[
-        "experiment",
+fn experiment_runs_diagnostic_method() {
+    let text = experiment_output(&[
         "--table",
         "3",
         "--machines",
@@ -363,12 +356,6 @@ fn experiment_runs_the_diagnostic_method_on_request() {
         "/dev/stdout",
         "-q",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
     let errors = |method: &str| -> Vec<f64> {
         text.lines()
             .filter(|l| l.contains(&format!(",{method},")))
@@ -376,23 +363,20 @@ fn experiment_runs_the_diagnostic_method_on_request() {
             .collect()
     };
     let (rose, local) = (errors("rose"), errors("rose-local"));
-    assert_eq!((rose.len(), local.len()), (3, 3), "{text}");
+    assert_eq!(rose.len(), 3, "{text}");
+    assert_eq!(local.len(), 3, "{text}");
     // Only the scale of the start differs, so the errors are close but not equal.
     for (a, b) in rose.iter().zip(&local) {
-        assert!(
-            a != b && (a - b).abs() < 0.5 * a,
-            "rose {a}, rose-local {b}"
-        );
+        assert_ne!(a, b, "rose-local must change the start");
+        assert!((a - b).abs() < 0.5 * a, "rose {a}, rose-local {b}");
     }
 }
 
 #[test]
-fn experiment_rejects_grid_options_for_other_tables() {
+fn experiment_rejects_misplaced_grid_options() {
     let err = command_error("experiment", &["--table", "1", "--machines", "11"]);
-    assert!(
-        err.contains("--machines") && err.contains("Table 1 is computed in closed form"),
-        "{err}"
-    );
+    assert!(err.contains("--machines"), "{err}");
+    assert!(err.contains("Table 1 is computed in closed form"), "{err}");
     let err = command_error("experiment", &["--table", "8", "--replications", "5"]);
     assert!(err.contains("run rose mnist"), "{err}");
 }

@@ -30,7 +30,7 @@ GRIDS = [("11,31", "200,300,500,1000"), ("101", "200")]
 
 
 def run(seed: int, machines: str, rows: str) -> list[dict]:
-    """One 100-replication run of the selected cells; returns the CSV rows."""
+    """Run the selected cells once with 100 replications and return the CSV rows."""
     out = subprocess.run(
         [
             "target/debug/rose",
